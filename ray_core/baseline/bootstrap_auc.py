@@ -1,0 +1,124 @@
+"""Bootstrap confidence interval of a classifier's ROC AUC, sequentially or with multiprocessing.Pool.
+
+How sure are we of a model's AUC on an evaluation set? Resample the set with replacement many times,
+compute the AUC of each resample, and read the interval off the spread. Every replicate needs the whole
+evaluation set and takes a fraction of a second of CPU: embarrassingly parallel work that shares one
+large input.
+
+Twin: ray_core/ray_version/bootstrap_auc.py (diff the two files to see the Ray changes).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+
+import numpy as np
+from tqdm import tqdm
+
+from workshop import cli, data
+
+MODULE, PAIR, SIDE = "ray_core", "bootstrap_auc", "baseline"
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney U) formula, with tied scores given their average rank."""
+    order = np.argsort(scores, kind="stable")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(sorted_scores)]
+    ranks = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # 1-based average rank of each tie group
+    n_pos = int(sorted_labels.sum())
+    n_neg = len(sorted_labels) - n_pos
+    return float((ranks[sorted_labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def bootstrap_replicate(scores: np.ndarray, labels: np.ndarray, seed: int, replicate: int, sample_size: int) -> float:
+    """AUC of one resample. The resample depends only on (seed, replicate): any process, same answer."""
+    rng = np.random.default_rng([seed, replicate])
+    idx = rng.integers(0, len(scores), size=sample_size)
+    return roc_auc(scores[idx], labels[idx])
+
+
+# multiprocessing.Pool: the evaluation set reaches each worker process once, through the initializer
+# (inherited on fork, pickled once per worker on spawn), not once per task.
+_shared: dict[str, np.ndarray] = {}
+
+
+def _init_worker(scores: np.ndarray, labels: np.ndarray) -> None:
+    _shared["scores"], _shared["labels"] = scores, labels
+
+
+def _replicate_in_worker(args: tuple[int, int, int]) -> tuple[int, float]:
+    seed, replicate, sample_size = args
+    return replicate, bootstrap_replicate(_shared["scores"], _shared["labels"], seed, replicate, sample_size)
+
+
+def _replicate_pickled(args: tuple[np.ndarray, np.ndarray, int, int, int]) -> tuple[int, float]:
+    scores, labels, seed, replicate, sample_size = args
+    return replicate, bootstrap_replicate(scores, labels, seed, replicate, sample_size)
+
+
+def run_bootstrap(scores, labels, seed, replicates, sample_size, mode, share):
+    """All replicate AUCs, in replicate order."""
+    aucs = [0.0] * replicates
+    if mode == "sequential":
+        for replicate in tqdm(range(replicates), desc="replicates", unit="rep"):
+            aucs[replicate] = bootstrap_replicate(scores, labels, seed, replicate, sample_size)
+        return aucs
+    if share == "initializer":
+        pool = mp.Pool(initializer=_init_worker, initargs=(scores, labels))  # one worker process per core
+        work, tasks = _replicate_in_worker, [(seed, r, sample_size) for r in range(replicates)]
+        chunksize = max(1, replicates // (4 * (os.cpu_count() or 1)))  # the same batching Pool.map does
+    else:  # what passing the array as a task argument costs: it is pickled and piped into every task
+        pool = mp.Pool()
+        work, tasks = _replicate_pickled, [(scores, labels, seed, r, sample_size) for r in range(replicates)]
+        chunksize = 1
+    with pool:
+        results = pool.imap_unordered(work, tasks, chunksize=chunksize)
+        for replicate, auc in tqdm(results, total=replicates, desc="replicates", unit="rep"):
+            aucs[replicate] = auc
+    return aucs
+
+
+def main() -> None:
+    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser.add_argument("--rows", type=cli.positive_int, default=4_000_000, help="rows in the evaluation set")
+    parser.add_argument("--replicates", type=cli.positive_int, default=32, help="bootstrap replicates (one task each)")
+    parser.add_argument(
+        "--sample-size", type=cli.positive_int, default=None, help="rows per resample (default: --rows)"
+    )
+    parser.add_argument("--mode", choices=["pool", "sequential"], default="pool", help="how to run the replicates")
+    parser.add_argument(
+        "--share",
+        choices=["initializer", "per-task"],
+        default="initializer",
+        help="pool mode: hand the evaluation set to each worker once, or pickle it into every task",
+    )
+    args = parser.parse_args()
+    if args.smoke_test:
+        args.rows, args.replicates = 20_000, 16
+    sample_size = args.sample_size or args.rows
+    output = cli.prepare_output(args.output)
+
+    scores, labels = data.make_scored_eval_set(args.rows, args.seed)
+    print(f"Evaluation set: {args.rows:,} rows ({(scores.nbytes + labels.nbytes) / 1e6:.0f} MB), "
+          f"{args.replicates} replicates of {sample_size:,} rows, mode={args.mode}")
+
+    with cli.Timer() as timer:
+        aucs = run_bootstrap(scores, labels, args.seed, args.replicates, sample_size, args.mode, args.share)
+    point = roc_auc(scores, labels)
+    low, high = np.percentile(aucs, [2.5, 97.5])
+
+    print(f"AUC {point:.4f}, 95% bootstrap interval [{low:.4f}, {high:.4f}] from {len(aucs)} replicates")
+    print(f"Work time: {timer.seconds:.2f} s ({args.mode})")
+    path = cli.write_result(
+        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        answer={"auc": point, "ci_low": float(low), "ci_high": float(high), "replicate_aucs": aucs},
+        mode=args.mode, share=args.share, rows=args.rows, replicates=args.replicates, sample_size=sample_size,
+    )
+    print(f"Result: {path}")
+
+
+if __name__ == "__main__":
+    main()

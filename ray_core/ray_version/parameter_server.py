@@ -1,0 +1,155 @@
+"""Data-parallel training with a parameter server, on Ray actors.
+
+A logistic-regression model is trained with synchronous SGD. Each data worker owns one shard of the
+training data (its state) and computes gradients on minibatches of it; one parameter server owns the
+weights and applies the averaged gradients. Both are long-lived objects with state, living in their own
+processes: Ray actors, which Ray places on any node of the cluster and restarts when their process dies.
+
+Twin: ray_core/baseline/parameter_server.py (diff the two files to see the Ray changes; the numbered
+comments [1]..[5] are explained in ray_core/README.md).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import ray
+from tqdm import tqdm
+
+from workshop import cli, data
+
+MODULE, PAIR, SIDE = "ray_core", "parameter_server", "ray_version"
+
+
+def logistic_gradient(weights: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient of the mean log-loss. Explicit sums, not BLAS, so every process gets the same bits."""
+    probabilities = 1.0 / (1.0 + np.exp(-(X * weights).sum(axis=1)))
+    return ((probabilities - y)[:, None] * X).sum(axis=0) / len(y)
+
+
+def evaluate(weights: np.ndarray, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy and mean log-loss on held-out data."""
+    probabilities = np.clip(1.0 / (1.0 + np.exp(-(X * weights).sum(axis=1))), 1e-12, 1 - 1e-12)
+    log_loss = -np.mean(y * np.log(probabilities) + (1 - y) * np.log(1 - probabilities))
+    return {"accuracy": float(np.mean((probabilities > 0.5) == y)), "log_loss": float(log_loss)}
+
+
+class ParameterServer:
+    """Holds the model weights; applies the average of the workers' gradients, in worker order."""
+
+    def __init__(self, dim: int, learning_rate: float):
+        self.weights = np.zeros(dim)
+        self.learning_rate = learning_rate
+
+    def apply_gradients(self, *gradients: np.ndarray) -> None:
+        self.weights = self.weights - self.learning_rate * np.mean(gradients, axis=0)
+
+    def get_weights(self) -> np.ndarray:
+        return self.weights
+
+
+class DataWorker:
+    """Owns one shard of the training data and computes minibatch gradients on it.
+
+    The shard is generated here, inside the worker process, so the data never travels. The minibatch
+    of a step depends only on (seed, shard, step), so a restarted worker picks exactly the same one.
+    """
+
+    def __init__(self, shard: int, rows: int, dim: int, batch_size: int, seed: int):
+        self.shard, self.batch_size, self.seed = shard, batch_size, seed
+        self.X, self.y = data.make_classification_shard(rows, dim, seed, shard)
+
+    def compute_gradient(self, weights: np.ndarray, step: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.shard, step])
+        batch = rng.choice(len(self.y), size=self.batch_size, replace=False)
+        return logistic_gradient(weights, self.X[batch], self.y[batch])
+
+
+# [2] The same classes become actors. A restarted actor runs __init__ again (rebuilding its shard from the
+# seed) and the call that was in flight when its process died is sent again, to the new process.
+RemoteParameterServer = ray.remote(ParameterServer)
+
+
+@ray.remote(max_restarts=2, max_task_retries=2)
+class RemoteDataWorker(DataWorker):
+    def __init__(self, *args, crash_marker: str | None = None, crash_at_step: int = -1):
+        super().__init__(*args)
+        self.crash_marker, self.crash_at_step = crash_marker, crash_at_step
+
+    def compute_gradient(self, weights: np.ndarray, step: int) -> np.ndarray:
+        if self.crash_marker and step == self.crash_at_step and not os.path.exists(self.crash_marker):
+            open(self.crash_marker, "w").close()  # --inject-failure, first life only
+            os._exit(1)  # the actor's process dies: no exception, no cleanup, as in an out-of-memory kill
+        return super().compute_gradient(weights, step)
+
+
+def train(num_workers, rows_per_worker, dim, batch_size, steps, learning_rate, seed, crash_marker=None):
+    """Run synchronous SGD; return the final weights."""
+    server = RemoteParameterServer.remote(dim, learning_rate)  # [3] each actor gets a process of its own
+    workers = [
+        RemoteDataWorker.remote(
+            shard, rows_per_worker, dim, batch_size, seed,
+            crash_marker=str(crash_marker) if crash_marker and shard == 0 else None, crash_at_step=steps // 2,
+        )
+        for shard in range(num_workers)
+    ]
+    for step in tqdm(range(steps), desc="steps", unit="step"):
+        weights = server.get_weights.remote()  # [4] an ObjectRef: the weights go to the workers, not the driver
+        gradients = [worker.compute_gradient.remote(weights, step) for worker in workers]  # all in parallel
+        ray.get(server.apply_gradients.remote(*gradients))  # [5] Ray resolves the refs; wait for the step
+    return ray.get(server.get_weights.remote())
+
+
+def main() -> None:
+    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser.add_argument("--workers", type=cli.positive_int, default=2, help="data workers (one shard each)")
+    parser.add_argument("--rows-per-worker", type=cli.positive_int, default=200_000, help="rows in each shard")
+    parser.add_argument("--dim", type=cli.positive_int, default=64, help="number of features")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=4096, help="minibatch rows per worker and step")
+    parser.add_argument("--steps", type=cli.positive_int, default=200, help="synchronous SGD steps")
+    parser.add_argument("--learning-rate", type=float, default=0.5, help="SGD learning rate")
+    parser.add_argument(
+        "--inject-failure", action="store_true", help="kill one data worker's process mid-run (Ray restarts it)"
+    )
+    args = parser.parse_args()
+    if args.smoke_test:
+        args.rows_per_worker, args.dim, args.batch_size, args.steps = 5_000, 16, 256, 30
+    if args.batch_size > args.rows_per_worker:
+        parser.error(f"--batch-size ({args.batch_size}) cannot exceed --rows-per-worker ({args.rows_per_worker})")
+    output = cli.prepare_output(args.output)
+
+    started = time.perf_counter()
+    ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    startup = time.perf_counter() - started
+    crash_marker = output.resolve() / "injected_failure.marker" if args.inject_failure else None
+    if crash_marker:
+        crash_marker.unlink(missing_ok=True)
+
+    print(f"Training: {args.workers} workers x {args.rows_per_worker:,} rows, {args.dim} features, "
+          f"{args.steps} steps of {args.batch_size} rows per worker")
+    with cli.Timer() as timer:
+        weights = train(
+            args.workers, args.rows_per_worker, args.dim, args.batch_size, args.steps, args.learning_rate, args.seed,
+            crash_marker,
+        )
+    X_test, y_test = data.make_classification_shard(20_000, args.dim, args.seed, data.HELD_OUT_SHARD)
+    metrics = evaluate(weights, X_test, y_test)
+
+    print(f"Held-out accuracy {metrics['accuracy']:.4f}, log-loss {metrics['log_loss']:.4f}")
+    print(f"Work time: {timer.seconds:.2f} s (Ray start-up {startup:.1f} s, not included)")
+    injected = bool(crash_marker) and crash_marker.exists()
+    if injected:
+        print(f"Injected failure: data worker 0 was killed at step {args.steps // 2}; Ray restarted the actor, "
+              "which rebuilt its shard from the seed, and re-sent the step.")
+    path = cli.write_result(
+        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        answer={**metrics, "weights": weights.tolist()},
+        workers=args.workers, steps=args.steps, startup_seconds=startup, injected_failure=injected,
+    )
+    print(f"Result: {path}")
+
+
+if __name__ == "__main__":
+    main()

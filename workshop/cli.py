@@ -1,0 +1,122 @@
+"""What every workshop script shares: the common flags, clear errors, timing and the result file.
+
+Both sides of a pair use these helpers identically, so a diff between them shows only the Ray lines.
+Nothing here knows about Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NoReturn
+
+RESULT_FILE = "result.json"
+
+
+def make_parser(doc: str, *, module: str, pair: str, side: str) -> argparse.ArgumentParser:
+    """An argparse parser with the flags every script has: --smoke-test, --seed, --output."""
+    parser = argparse.ArgumentParser(
+        description=doc.strip().splitlines()[0],
+        epilog=f"Example: python {module}/{side}/{pair}.py --smoke-test",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--smoke-test", action="store_true", help="tiny problem size that finishes in seconds (for tests and the tour)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for the generated data; same seed, same answer")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("outputs") / module / pair / side,
+        help="folder for the result file; a re-run overwrites it",
+    )
+    return parser
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts: a clear usage error instead of a traceback on 0, -3 or 'ten'."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line that says what is wrong and what to do, and exit non-zero."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def prepare_output(folder: Path) -> Path:
+    """Create the output folder and remove an earlier result, so a failed run never leaves one behind."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create output folder {folder}: {exc.strerror}; pass a writable folder with --output")
+    (folder / RESULT_FILE).unlink(missing_ok=True)
+    return folder
+
+
+class Timer:
+    """`with Timer() as t: ...` then `t.seconds`: wall time of the work only, not of imports or start-up."""
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+
+def versions() -> dict[str, str]:
+    """Versions worth printing next to a measured number."""
+    found = {"python": platform.python_version()}
+    for package in ("ray", "torch", "transformers", "numpy", "pandas"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def write_result(
+    folder: Path,
+    *,
+    module: str,
+    pair: str,
+    side: str,
+    seconds: float,
+    answer: Any,
+    smoke_test: bool,
+    **details: Any,
+) -> Path:
+    """Write result.json: `answer` is what the two sides must agree on, `seconds` the measured work time.
+
+    The file is written to a temporary name and renamed, so it is either complete or absent.
+    """
+    result = {
+        "module": module,
+        "pair": pair,
+        "side": side,
+        "seconds": round(seconds, 4),
+        "smoke_test": smoke_test,
+        "answer": answer,
+        "details": details,
+        "argv": sys.argv[1:],
+        "versions": versions(),
+        "cpu_count": os.cpu_count(),
+    }
+    path = folder / RESULT_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
