@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh Linux machine with Python 3.11:
+#   make demo   create .venv, install the pinned requirements, run the pair tour at smoke size
+#   make test   create .venv, install the pinned requirements, run the test suite
+# Also: make bench (benchmark sizes, numbers for the module READMEs), make clean.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m workshop.tour
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m workshop.tour --bench
+
+clean:
+	rm -rf outputs reports

@@ -1,0 +1,63 @@
+"""Generic tests for every pair of every module: adding a pair's files and its pairs.toml entry is enough.
+
+For each pair: both scripts answer --help, reject a bad flag with a usage error, and at smoke size the
+baseline (run plainly) and the Ray version (run against the two-node test cluster) write results that
+agree under the pair's declared rule.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import base_env, last_line, run
+from workshop import tour
+
+PAIRS = tour.discover()
+SCRIPTS = [pair.script(side).relative_to(tour.ROOT) for pair in PAIRS for side in tour.SIDES]
+
+
+def pair_id(pair: tour.Pair) -> str:
+    return f"{pair.module}/{pair.name}"
+
+
+def test_every_module_with_scripts_has_pairs():
+    assert PAIRS, "no pairs discovered"
+    assert {p.module for p in PAIRS} >= {"ray_core"}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("script", SCRIPTS, ids=str)
+def test_help(script):
+    proc = run(script, "--help", timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--smoke-test", "--seed", "--output"):
+        assert flag in proc.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("script", SCRIPTS, ids=str)
+def test_bad_flag_is_a_usage_error(script):
+    proc = run(script, "--seed", "not-a-number", timeout=50)
+    assert proc.returncode == 2
+    assert "invalid int value" in last_line(proc.stderr)
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_pair_agrees_at_smoke_size(pair, ray_cluster, tmp_path):
+    results = {}
+    for side in tour.SIDES:
+        env = ray_cluster.env(base_env()) if side == "ray_version" else base_env()
+        out = tmp_path / side
+        args = [*pair.spec["smoke"], "--output", out]
+        proc = run(pair.script(side).relative_to(tour.ROOT), *args, env=env, timeout=540)
+        assert proc.returncode == 0, f"{side} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        results[side] = json.loads((out / "result.json").read_text())
+        assert results[side]["side"] == side and results[side]["pair"] == pair.name
+        assert results[side]["seconds"] > 0
+    problems = tour.compare(results["baseline"]["answer"], results["ray_version"]["answer"], pair.spec["agree"])
+    assert not problems, f"{pair_id(pair)} disagrees: {problems}"

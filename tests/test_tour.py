@@ -1,0 +1,116 @@
+"""The tour's own machinery: the agreement rules, pair discovery, and a failing pair not hiding the others.
+
+These run the tour on a small fake repository (plain scripts that write result.json), so a broken
+comparison or a swallowed failure shows up here without waiting for real pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from workshop import tour
+
+
+def test_exact_rule_catches_any_difference():
+    assert tour.compare({"a": [1.0, 2.0]}, {"a": [1.0, 2.0]}, "exact") == []
+    assert tour.compare({"a": [1.0, 2.0]}, {"a": [1.0, 2.0000001]}, "exact")
+    assert tour.compare({"a": 1}, {"b": 1}, "exact")
+    assert tour.compare([1, 2], [1, 2, 3], "exact")
+    assert tour.compare({"n": 1}, {"n": 1.0}, "exact"), "an int and a float are not the same answer"
+
+
+def test_tolerance_rule():
+    rule = {"rel_tol": 1e-6}
+    assert tour.compare({"x": 100.0, "tag": "a"}, {"x": 100.00001, "tag": "a"}, rule) == []
+    assert tour.compare({"x": 100.0}, {"x": 100.1}, rule)
+    assert tour.compare({"x": 1.0, "tag": "a"}, {"x": 1.0, "tag": "b"}, rule), "non-numbers must be equal"
+
+
+def test_metric_rule():
+    rule = {"metric": "accuracy", "max_diff": 0.02}
+    assert tour.compare({"accuracy": 0.90, "loss": 1.0}, {"accuracy": 0.91, "loss": 9.0}, rule) == []
+    assert tour.compare({"accuracy": 0.90}, {"accuracy": 0.93}, rule)
+    assert tour.compare({"accuracy": 0.90}, {}, rule)
+
+
+SCRIPT = """
+import argparse, json, pathlib, sys
+p = argparse.ArgumentParser()
+p.add_argument("--smoke-test", action="store_true")
+p.add_argument("--output", type=pathlib.Path)
+a = p.parse_args()
+{body}
+a.output.mkdir(parents=True, exist_ok=True)
+(a.output / "result.json").write_text(json.dumps({{"seconds": 0.5, "answer": {answer}}}))
+"""
+
+
+def make_fake_repo(root, pairs):
+    """pairs: name -> (baseline body, baseline answer, ray body, ray answer)."""
+    module = root / "ray_core"
+    for side in tour.SIDES:
+        (module / side).mkdir(parents=True)
+    toml = []
+    for name, (b_body, b_answer, r_body, r_answer) in pairs.items():
+        (module / "baseline" / f"{name}.py").write_text(SCRIPT.format(body=b_body, answer=b_answer))
+        (module / "ray_version" / f"{name}.py").write_text(SCRIPT.format(body=r_body, answer=r_answer))
+        toml.append(f'[{name}]\nagree = "exact"\nsmoke = ["--smoke-test"]\nbench = []\n')
+    (module / "pairs.toml").write_text("\n".join(toml))
+    return root
+
+
+def test_discover_finds_the_real_pairs():
+    names = {(p.module, p.name) for p in tour.discover()}
+    assert ("ray_core", "bootstrap_auc") in names and ("ray_core", "parameter_server") in names
+
+
+def test_discover_rejects_a_script_without_twin(tmp_path):
+    make_fake_repo(tmp_path, {"ok": ("", "1", "", "1")})
+    (tmp_path / "ray_core" / "ray_version" / "lonely.py").write_text("")
+    with pytest.raises(tour.PairConfigError, match="lonely"):
+        tour.discover(root=tmp_path)
+
+
+def test_discover_rejects_a_pair_without_entry(tmp_path):
+    make_fake_repo(tmp_path, {"ok": ("", "1", "", "1")})
+    for side in tour.SIDES:
+        (tmp_path / "ray_core" / side / "extra.py").write_text("")
+    with pytest.raises(tour.PairConfigError, match=r"no \[extra\] entry"):
+        tour.discover(root=tmp_path)
+
+
+@pytest.mark.timeout(120)
+def test_tour_reports_every_pair_and_fails_on_errors_and_disagreement(tmp_path):
+    make_fake_repo(tmp_path, {
+        "a_agrees": ("", "[1, 2]", "", "[1, 2]"),
+        "b_disagrees": ("", "[1, 2]", "", "[1, 3]"),
+        "c_crashes": ("", "1", "sys.exit('error: boom')", "1"),
+        "d_agrees_too": ("", "{'x': 1}", "", "{'x': 1}"),
+    })
+    proc = subprocess.run(
+        [sys.executable, "-m", "workshop.tour", "--root", str(tmp_path)], capture_output=True, text=True, timeout=100
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "reports" / "demo.json").read_text())
+    rows = {row["pair"]: row for row in report["rows"]}
+    assert set(rows) == {"a_agrees", "b_disagrees", "c_crashes", "d_agrees_too"}
+    assert rows["a_agrees"]["agree"] and rows["d_agrees_too"]["agree"]
+    assert not rows["b_disagrees"]["agree"] and not rows["c_crashes"]["agree"]
+    assert "boom" in " ".join(rows["c_crashes"]["problems"])
+    assert rows["a_agrees"]["speedup"] == pytest.approx(1.0)
+    markdown = (tmp_path / "reports" / "demo.md").read_text()
+    assert "| ray_core | b_disagrees |" in markdown and "NO" in markdown and "ERROR" in markdown
+
+
+def test_tour_all_agree_exits_zero(tmp_path):
+    make_fake_repo(tmp_path, {"only": ("", "[1]", "", "[1]")})
+    proc = subprocess.run(
+        [sys.executable, "-m", "workshop.tour", "--root", str(tmp_path)], capture_output=True, text=True, timeout=100
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| ray_core | only |" in proc.stdout

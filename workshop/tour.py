@@ -1,0 +1,310 @@
+"""The pair tour: run every baseline and its Ray twin, check that they agree, print one table.
+
+    python -m workshop.tour                 # smoke size, writes reports/demo.json and reports/demo.md
+    python -m workshop.tour --bench         # benchmark size, writes reports/bench.{json,md,png}
+    python -m workshop.tour --module ray_core
+
+Pairs are discovered from the files: every M/baseline/NAME.py with a twin M/ray_version/NAME.py, and an
+entry [NAME] in M/pairs.toml that says how the two results must agree. One failing pair does not stop
+the others; the exit code is 1 when any pair errors or disagrees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workshop import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULES = ["ray_core", "ray_data", "ray_train", "ray_serve", "ray_tune", "vllm_examples"]
+SIDES = ("baseline", "ray_version")
+
+
+@dataclass
+class Pair:
+    module: str
+    name: str
+    spec: dict[str, Any]
+    root: Path = ROOT
+
+    @property
+    def title(self) -> str:
+        return self.spec.get("title", self.name)
+
+    def script(self, side: str) -> Path:
+        return self.root / self.module / side / f"{self.name}.py"
+
+    def rows(self, bench: bool) -> list[dict[str, Any]]:
+        """The table rows this pair produces: one at smoke size; at bench size one per bench_rows entry."""
+        base_args = list(self.spec["bench"] if bench else self.spec["smoke"])
+        entries = self.spec.get("bench_rows", []) if bench else []
+        if not entries:
+            return [{"label": "", "baseline": base_args, "ray_version": base_args}]
+        rows = []
+        for entry in entries:
+            args = list(entry.get("args", base_args))
+            rows.append({
+                "label": entry["label"],
+                "baseline": args + list(entry.get("baseline_args", [])),
+                "ray_version": args + list(entry.get("ray_args", [])),
+            })
+        return rows
+
+
+class PairConfigError(Exception):
+    pass
+
+
+def discover(modules: list[str] | None = None, root: Path = ROOT) -> list[Pair]:
+    """Every pair of every module, in module order. Raises PairConfigError on a twin or entry missing."""
+    pairs = []
+    for module in modules or MODULES:
+        folder = root / module
+        if not (folder / "baseline").is_dir():
+            continue
+        names = {
+            side: {p.stem for p in (folder / side).glob("*.py") if not p.name.startswith("_")} for side in SIDES
+        }
+        if names["baseline"] != names["ray_version"]:
+            lonely = sorted(names["baseline"] ^ names["ray_version"])
+            raise PairConfigError(f"{module}: scripts without a twin of the same name: {', '.join(lonely)}")
+        config_path = folder / "pairs.toml"
+        if not config_path.exists():
+            raise PairConfigError(f"{module}: no pairs.toml (it says how each pair's results must agree)")
+        config = tomllib.loads(config_path.read_text())
+        for name in sorted(names["baseline"]):
+            if name not in config:
+                raise PairConfigError(f"{module}/pairs.toml: no [{name}] entry for {module}/*/{name}.py")
+            spec = config[name]
+            for key in ("agree", "smoke", "bench"):
+                if key not in spec:
+                    raise PairConfigError(f"{module}/pairs.toml: [{name}] has no '{key}'")
+            pairs.append(Pair(module, name, spec, root))
+    return pairs
+
+
+def compare(baseline: Any, ray: Any, rule: Any, path: str = "answer") -> list[str]:
+    """Differences between two answers under a pair's agreement rule; an empty list means they agree."""
+    if isinstance(rule, dict) and "metric" in rule:
+        name, max_diff = rule["metric"], float(rule["max_diff"])
+        try:
+            a, b = float(baseline[name]), float(ray[name])
+        except (KeyError, TypeError, ValueError):
+            return [f"{path}.{name} missing or not a number on one side"]
+        return [] if abs(a - b) <= max_diff else [f"{path}.{name}: {a:.6g} vs {b:.6g} (allowed {max_diff})"]
+    if isinstance(baseline, dict) and isinstance(ray, dict):
+        if baseline.keys() != ray.keys():
+            return [f"{path}: keys differ: {sorted(baseline.keys() ^ ray.keys())}"]
+        return [d for key in baseline for d in compare(baseline[key], ray[key], rule, f"{path}.{key}")]
+    if isinstance(baseline, list) and isinstance(ray, list):
+        if len(baseline) != len(ray):
+            return [f"{path}: {len(baseline)} vs {len(ray)} items"]
+        diffs = [d for i, (a, b) in enumerate(zip(baseline, ray)) for d in compare(a, b, rule, f"{path}[{i}]")]
+        return diffs[:5] + ([f"... and {len(diffs) - 5} more"] if len(diffs) > 5 else [])
+    numbers = (int, float)
+    if isinstance(rule, dict) and isinstance(baseline, numbers) and isinstance(ray, numbers):
+        ok = math.isclose(baseline, ray, rel_tol=rule.get("rel_tol", 0.0), abs_tol=rule.get("abs_tol", 0.0))
+        return [] if ok else [f"{path}: {baseline!r} vs {ray!r}"]
+    return [] if baseline == ray and type(baseline) is type(ray) else [f"{path}: {baseline!r} vs {ray!r}"]
+
+
+@dataclass
+class Run:
+    result: dict[str, Any] | None = None
+    wall: float = 0.0
+    error: str = ""
+    log: Path | None = None
+
+
+@dataclass
+class Row:
+    module: str
+    pair: str
+    label: str
+    title: str
+    baseline_seconds: float | None = None
+    ray_seconds: float | None = None
+    speedup: float | None = None
+    agree: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+def run_script(
+    script: Path, root: Path, args: list[str], output: Path, timeout: float, env: dict[str, str] | None
+) -> Run:
+    """Run one script as a person would, from the repository root, and read its result.json."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / cli.RESULT_FILE).unlink(missing_ok=True)
+    log = output.parent / f"{output.name}.log"
+    command = [sys.executable, str(script.relative_to(root)), *args, "--output", str(output)]
+    started = time.perf_counter()
+    try:
+        with open(log, "w") as log_file:
+            proc = subprocess.run(
+                command, cwd=root, stdout=log_file, stderr=subprocess.STDOUT, timeout=timeout, env=env
+            )
+    except subprocess.TimeoutExpired:
+        return Run(wall=time.perf_counter() - started, error=f"timed out after {timeout:.0f} s", log=log)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-1:]
+        return Run(wall=wall, error=f"exit {proc.returncode}: {' '.join(tail)[:200]}", log=log)
+    result_path = output / cli.RESULT_FILE
+    if not result_path.exists():
+        return Run(wall=wall, error=f"exit 0 but no {cli.RESULT_FILE}", log=log)
+    return Run(result=json.loads(result_path.read_text()), wall=wall, log=log)
+
+
+def run_pair(pair: Pair, bench: bool, out_root: Path, timeout: float, env: dict[str, str] | None = None) -> list[Row]:
+    rows, cache = [], {}
+    for i, spec in enumerate(pair.rows(bench)):
+        row = Row(pair.module, pair.name, spec["label"], pair.title)
+        runs = {}
+        for side in SIDES:
+            key = (side, tuple(spec[side]))
+            if key not in cache:
+                output = out_root / pair.module / pair.name / f"{side}-{i}"
+                label = f" [{spec['label']}]" if spec["label"] else ""
+                print(f"  {pair.module}/{side}/{pair.name}.py{label} {' '.join(spec[side])}", flush=True)
+                cache[key] = run_script(pair.script(side), pair.root, spec[side], output, timeout, env)
+            runs[side] = cache[key]
+        for side in SIDES:
+            if runs[side].error:
+                row.problems.append(f"{side}: {runs[side].error} (log: {runs[side].log})")
+        if not row.problems:
+            base, ray = runs["baseline"].result, runs["ray_version"].result
+            row.baseline_seconds, row.ray_seconds = base["seconds"], ray["seconds"]
+            row.speedup = base["seconds"] / ray["seconds"] if ray["seconds"] > 0 else None
+            row.problems = compare(base["answer"], ray["answer"], pair.spec["agree"])
+            row.agree = not row.problems
+        rows.append(row)
+    return rows
+
+
+def fmt(value: float | None, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.2f}{suffix}"
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = [
+        "| module | pair | baseline s | Ray s | speedup | agree |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        name = f"{r.pair} ({r.label})" if r.label else r.pair
+        agree = "yes" if r.agree else ("ERROR" if r.baseline_seconds is None else "NO")
+        lines.append(
+            f"| {r.module} | {name} | {fmt(r.baseline_seconds)} | {fmt(r.ray_seconds)} | {fmt(r.speedup, 'x')} | {agree} |"
+        )
+    return "\n".join(lines)
+
+
+def write_chart(rows: list[Row], path: Path, machine: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r for r in rows if r.speedup is not None]
+    if not measured:
+        return
+    labels = [f"{r.module}/{r.pair}" + (f"\n{r.label}" if r.label else "") for r in measured]
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(measured) + 1.5))
+    ax.barh(labels, [r.speedup for r in measured], color=["tab:green" if r.speedup >= 1 else "tab:red" for r in measured])
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.invert_yaxis()
+    ax.set_xlabel("speedup of the Ray version (baseline work time / Ray work time)")
+    ax.set_title(f"make bench on {machine}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine_description() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import platform
+
+    return f"{os.cpu_count()} CPUs{', ' + model if model else ''}, {platform.system()} {platform.machine()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bench", action="store_true", help="benchmark sizes instead of smoke sizes")
+    parser.add_argument("--module", action="append", choices=MODULES, help="only this module (repeatable)")
+    parser.add_argument("--reports", type=Path, default=None, help="folder for the table files (default: reports/)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per script (default 300; bench 1800)")
+    parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)  # the tests' fake repositories
+    args = parser.parse_args(argv)
+    timeout = args.timeout or (1800.0 if args.bench else 300.0)
+    kind = "bench" if args.bench else "demo"
+
+    versions = cli.versions()
+    machine = machine_description()
+    print(f"Ray workshop tour ({kind}) on {machine}")
+    print("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    try:
+        pairs = discover(args.module, args.root)
+    except PairConfigError as exc:
+        cli.fail(str(exc))
+    if not pairs:
+        cli.fail("no pairs found; run the tour from the repository root")
+
+    started = time.perf_counter()
+    rows: list[Row] = []
+    out_root = args.root / "outputs" / "tour" / kind
+    reports = args.reports or args.root / "reports"
+    for pair in pairs:
+        print(f"{pair.module}/{pair.name}: {pair.title}", flush=True)
+        rows.extend(run_pair(pair, args.bench, out_root, timeout))
+    total = time.perf_counter() - started
+
+    table = markdown_table(rows)
+    print()
+    print(table)
+    problems = [(r, p) for r in rows for p in r.problems]
+    for row, problem in problems:
+        print(f"{row.module}/{row.pair}{' (' + row.label + ')' if row.label else ''}: {problem}")
+    print(f"\nTour finished in {total:.0f} s. Seconds are work time measured inside each script "
+          "(Ray start-up excluded); speedup = baseline / Ray.")
+
+    reports.mkdir(parents=True, exist_ok=True)
+    report = {
+        "kind": kind,
+        "machine": machine,
+        "versions": versions,
+        "total_seconds": round(total, 1),
+        "rows": [r.__dict__ for r in rows],
+    }
+    (reports / f"{kind}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (reports / f"{kind}.md").write_text(
+        f"# Tour ({kind})\n\nMachine: {machine}  \nVersions: "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        + f"\n\n{table}\n"
+        + "".join(f"\n- {r.module}/{r.pair}: {p}" for r, p in problems)
+        + "\n"
+    )
+    if args.bench:
+        write_chart(rows, reports / "bench.png", machine)
+    print(f"Reports: {reports / kind}.json, .md" + (", .png" if args.bench else ""))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
