@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh Linux machine with Python 3.11:
 #   make demo   create .venv, install the pinned requirements, run the pair tour at smoke size
 #   make test   create .venv, install the pinned requirements, run the test suite
-# Also: make bench (benchmark sizes, numbers for the module READMEs), make clean.
+# Also: make bench (benchmark sizes: the tour, then every M/benchmarks/*.py), make clean.
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -26,6 +26,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m workshop.tour --bench
+	@for script in */benchmarks/*.py; do \
+		[ -e "$$script" ] || continue; echo "== $$script"; $(PY) "$$script" || exit 1; \
+	done
 
 clean:
 	rm -rf outputs reports
