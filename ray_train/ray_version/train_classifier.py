@@ -1,0 +1,283 @@
+"""Train an MLP classifier with Ray Train: N workers, held-out validation, a checkpoint per epoch, --resume, recovery.
+
+The data is a generated multi-class tabular problem (workshop/classification_data.py). Every epoch trains on
+shuffled mini-batches, measures loss and accuracy on the held-out split, and writes a checkpoint folder;
+`--resume FOLDER` continues from such a folder. Ray Train runs the same loop in N worker processes (data
+parallel: each worker trains on its shard, gradients are averaged every step), keeps the checkpoints in
+persistent storage, and restarts the workers from the latest checkpoint when one of them dies.
+
+Twin: ray_train/baseline/train_classifier.py (diff the two files to see the Ray Train changes; the numbered
+comments [1]..[8] are explained in ray_train/README.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from workshop import cli
+from workshop.classification_data import make_classification_split
+
+MODULE, PAIR, SIDE = "ray_train", "train_classifier", "ray_version"
+CHECKPOINT_FILE = "checkpoint.pt"
+CRASH_MARKER = "injected_failure.marker"
+
+
+def build_model(features: int, hidden: int, classes: int) -> nn.Module:
+    """A three-layer MLP; the seed fixes its initial weights, so every run starts from the same model."""
+    return nn.Sequential(
+        nn.Linear(features, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, classes),
+    )
+
+
+def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, crash_marker: Path | None = None) -> float:
+    """One pass over the training batches; returns the mean training loss of the epoch."""
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    total, count = 0.0, 0
+    for step, (X, y) in enumerate(loader):
+        if crash_marker is not None and step == len(loader) // 2 and not crash_marker.exists():
+            crash_marker.write_text(str(time.time()))  # --inject-failure: once per run, halfway through an epoch
+            print(f"Injected failure: killing worker process {os.getpid()} in the middle of an epoch", flush=True)
+            os._exit(1)  # the process dies at once: no exception, no cleanup, as in an out-of-memory kill
+        optimizer.zero_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()  # DDP averages the gradients of all workers during backward()
+        optimizer.step()
+        total += loss.item() * len(y)
+        count += len(y)
+    return total / count
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader) -> torch.Tensor:
+    """Sums over the held-out batches: tensor([loss sum, correct predictions, examples])."""
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64)
+    for X, y in loader:
+        logits = model(X)
+        sums += torch.tensor([
+            nn.functional.cross_entropy(logits, y, reduction="sum").item(),
+            (logits.argmax(dim=1) == y).sum().item(),
+            len(y),
+        ], dtype=torch.float64)
+    return sums
+
+
+def save_checkpoint(folder: Path, model: nn.Module, optimizer, epoch: int, history: list[dict]) -> None:
+    """A checkpoint is a plain folder: model and optimizer state, the finished epoch, the metrics so far."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = model.module if hasattr(model, "module") else model  # unwrap DDP: the same file as the baseline's
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history}
+    torch.save(state, folder / CHECKPOINT_FILE)
+
+
+def load_checkpoint(folder: Path) -> dict:
+    return torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=False)
+
+
+def check_checkpoint_folder(folder: Path) -> Path:
+    """Fail with one line, before any training starts, if --resume does not name a readable checkpoint."""
+    if not folder.is_dir():
+        cli.fail(f"--resume {folder}: no such checkpoint folder; pass a folder that holds {CHECKPOINT_FILE}")
+    try:
+        state = load_checkpoint(folder)
+        state["model"], state["epoch"]
+    except Exception as exc:  # any unreadable or foreign file: say so in one line
+        cli.fail(f"--resume {folder}: cannot read {CHECKPOINT_FILE} ({type(exc).__name__}); "
+                 "pass a checkpoint folder written by train_classifier.py")
+    return folder.resolve()
+
+
+def train_loop(config: dict) -> None:
+    """Runs in every Ray Train worker: train for config["epochs"] epochs, validating and checkpointing each."""
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.manual_seed(config["seed"])  # same seed everywhere: every worker starts from the same weights
+    X_train, y_train, X_val, y_val = make_classification_split(
+        config["rows"], config["features"], config["classes"], config["seed"])
+    train_set = TensorDataset(torch.from_numpy(X_train), torch.from_numpy(y_train))
+    # [2] each worker takes batch_size / N examples per step, so one step still sees batch_size examples
+    train_loader = DataLoader(train_set, batch_size=config["batch_size"] // world, shuffle=True)
+    train_loader = ray.train.torch.prepare_data_loader(train_loader)  # [2] a DistributedSampler shards the data
+    # [6] each worker validates its own slice of the held-out split; the sums are added up below
+    val_loader = DataLoader(TensorDataset(torch.from_numpy(X_val[rank::world]), torch.from_numpy(y_val[rank::world])),
+                            batch_size=1024)
+    val_loader = ray.train.torch.prepare_data_loader(val_loader, add_dist_sampler=False)
+
+    model = build_model(config["features"], config["hidden"], config["classes"])
+    model = ray.train.torch.prepare_model(model)  # [3] DistributedDataParallel: gradients averaged every step
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+
+    start_epoch, history, recovery = 0, [], {}
+    checkpoint = ray.train.get_checkpoint()  # [4] set when Ray Train restarted the workers after a failure
+    resume_from = None
+    if checkpoint is not None:
+        resume_from = checkpoint.to_directory()  # a local copy, wherever the storage is
+    elif config["resume_from"]:
+        resume_from = config["resume_from"]
+    if resume_from:
+        state = load_checkpoint(resume_from)
+        model.module.load_state_dict(state["model"]) if hasattr(model, "module") else model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = state["epoch"], state["history"]
+        crash_marker = Path(config["storage"]) / CRASH_MARKER
+        if checkpoint is not None and crash_marker.exists():
+            recovery = {"resumed_from_epoch": start_epoch,
+                        "recovery_seconds": time.time() - float(crash_marker.read_text())}
+        if rank == 0:
+            how = "after a worker failure" if checkpoint is not None else f"from {resume_from}"
+            print(f"Resumed {how}: continuing after epoch {start_epoch}", flush=True)
+
+    for epoch in range(start_epoch, config["epochs"]):
+        started = time.perf_counter()
+        if world > 1:
+            train_loader.sampler.set_epoch(epoch)  # [5] a new shuffle each epoch, the same on every worker
+        crash = config["inject_failure"] and rank == world - 1 and epoch == config["epochs"] // 2
+        train_loss = train_epoch(model, train_loader, optimizer, Path(config["storage"]) / CRASH_MARKER if crash else None)
+        train_seconds = time.perf_counter() - started
+        sums = torch.tensor([train_loss * len(train_loader.sampler) if world > 1 else train_loss, 1.0], dtype=torch.float64)
+        totals = evaluate(model, val_loader)
+        dist.all_reduce(totals)  # [6] add up the held-out sums of all workers: metrics over the whole split
+        val_loss_sum, correct, count = totals.tolist()
+        if world > 1:
+            dist.all_reduce(sums)  # the mean training loss over all workers' shards
+            train_loss = sums[0].item() / (len(train_loader.sampler) * world)
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss_sum / count,
+                   "val_accuracy": correct / count, "train_seconds": train_seconds}
+        # [7] report metrics and the checkpoint from every worker; only rank 0 writes the (identical) model
+        with tempfile.TemporaryDirectory() as tmp:
+            if rank == 0:
+                save_checkpoint(Path(tmp), model, optimizer, epoch + 1,
+                                history + [{**metrics, "epoch_seconds": time.perf_counter() - started}])
+            metrics["epoch_seconds"] = time.perf_counter() - started
+            history.append(metrics)
+            ray.train.report({**summarize(history), **recovery},
+                             checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
+        if rank == 0:
+            print(f"epoch {epoch + 1}/{config['epochs']}  train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}"
+                  f"  val accuracy {metrics['val_accuracy']:.4f}  ({metrics['epoch_seconds']:.1f} s)", flush=True)
+
+
+def summarize(history: list[dict]) -> dict:
+    """The final metrics of a run, from its per-epoch history."""
+    last = history[-1]
+    return {
+        "epochs": last["epoch"], "val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
+        "first_train_loss": history[0]["train_loss"], "train_loss": last["train_loss"],
+        "loss_fell": last["train_loss"] < history[0]["train_loss"],
+        "train_seconds_per_epoch": sum(h["train_seconds"] for h in history) / len(history),
+        "loop_seconds": sum(h["epoch_seconds"] for h in history),
+    }
+
+
+def check_cluster_fits(workers: int, use_gpu: bool) -> None:
+    """Fail in one line if the cluster can never place the workers (Ray would otherwise wait for them forever)."""
+    resources = ray.cluster_resources()
+    kind = "GPU" if use_gpu else "CPU"
+    have = int(resources.get(kind, 0))
+    if use_gpu and have == 0:
+        cli.fail("--use-gpu: this Ray cluster has no GPUs; drop --use-gpu to train on CPUs")
+    if workers > have:
+        cli.fail(f"--workers {workers}: the Ray cluster has only {have} {kind}s and each worker needs 1; "
+                 f"pass --workers {max(have, 1)} or fewer, or add nodes")
+
+
+def main() -> None:
+    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser.add_argument("--rows", type=cli.positive_int, default=200_000, help="examples (20%% held out)")
+    parser.add_argument("--features", type=cli.positive_int, default=64, help="input features")
+    parser.add_argument("--classes", type=cli.positive_int, default=8, help="classes")
+    parser.add_argument("--hidden", type=cli.positive_int, default=256, help="hidden units per layer")
+    parser.add_argument("--epochs", type=cli.positive_int, default=5, help="passes over the training split")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=256,
+                        help="examples per optimizer step, over all workers together")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--resume", type=Path, default=None, metavar="FOLDER",
+                        help="continue from this checkpoint folder (one written by an earlier run, of either side)")
+    parser.add_argument("--workers", type=cli.positive_int, default=2, help="Ray Train workers (1 CPU or GPU each)")
+    parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker (NCCL instead of gloo)")
+    parser.add_argument("--max-failures", type=int, default=2, help="worker-group restarts Ray Train may make")
+    parser.add_argument("--inject-failure", action="store_true",
+                        help="kill one training worker process halfway through the run (Ray Train recovers)")
+    args = parser.parse_args()
+    if args.smoke_test:
+        args.rows, args.epochs, args.hidden = 16_000, 6, 64
+    if args.classes < 2:
+        parser.error("--classes must be at least 2")
+    if args.batch_size % args.workers:
+        parser.error(f"--batch-size {args.batch_size} must be divisible by --workers {args.workers}")
+    if args.inject_failure and args.max_failures < 1:
+        parser.error("--inject-failure needs --max-failures 1 or more")
+    resume_from = check_checkpoint_folder(args.resume) if args.resume else None
+    output = cli.prepare_output(args.output)
+    storage = output.resolve() / "ray_results"  # [8] persistent storage: absolute; on a cluster, a shared path
+    shutil.rmtree(storage / PAIR, ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
+
+    started = time.perf_counter()
+    ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    startup = time.perf_counter() - started
+    check_cluster_fits(args.workers, args.use_gpu)
+
+    config = {
+        "rows": args.rows, "features": args.features, "classes": args.classes, "hidden": args.hidden,
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+        "resume_from": str(resume_from) if resume_from else None,
+        "storage": str(storage / PAIR), "inject_failure": args.inject_failure,
+    }
+    print(f"Training an MLP on {args.rows:,} examples x {args.features} features, {args.classes} classes, "
+          f"{args.epochs} epochs, batch {args.batch_size}, with {args.workers} Ray Train workers")
+
+    trainer = ray.train.torch.TorchTrainer(  # [8] the same loop in N workers, with storage and fault tolerance
+        train_loop,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(num_workers=args.workers, use_gpu=args.use_gpu),
+        run_config=ray.train.RunConfig(
+            name=PAIR,
+            storage_path=str(storage),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),  # the latest two epochs
+            failure_config=ray.train.FailureConfig(max_failures=args.max_failures),
+            # Ray Train tees print() in workers into its logger as well; one copy of each epoch line is enough
+            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+        ),
+    )
+    with cli.Timer() as timer:
+        try:
+            result = trainer.fit()
+        except ray.train.TrainingFailedError as exc:
+            cli.fail(f"training failed after {args.max_failures} restart(s): {str(exc).splitlines()[-1][:300]}")
+    final = result.metrics
+
+    print(f"Held-out accuracy {final['val_accuracy']:.4f}, training loss {final['first_train_loss']:.4f} -> "
+          f"{final['train_loss']:.4f}; {final['train_seconds_per_epoch']:.2f} s of training per epoch")
+    if "resumed_from_epoch" in final:
+        print(f"Recovered from the injected failure: Ray Train restarted the workers and resumed from the epoch "
+              f"{final['resumed_from_epoch']} checkpoint, {final['recovery_seconds']:.1f} s after the kill")
+    print(f"Work time: {final['loop_seconds']:.2f} s for the epochs (trainer.fit {timer.seconds:.2f} s, "
+          f"Ray start-up {startup:.1f} s, not included)")
+    path = cli.write_result(
+        output, module=MODULE, pair=PAIR, side=SIDE, seconds=final["loop_seconds"], smoke_test=args.smoke_test,
+        answer={"val_accuracy": final["val_accuracy"], "loss_fell": final["loss_fell"], "epochs": final["epochs"]},
+        **final, workers=args.workers, batch_size=args.batch_size, lr=args.lr, resumed_from=config["resume_from"],
+        injected_failure=(storage / PAIR / CRASH_MARKER).exists(), fit_seconds=timer.seconds,
+        startup_seconds=startup, checkpoint=result.checkpoint.path,
+    )
+    print(f"Checkpoints: {result.path}")
+    print(f"Result: {path}")
+
+
+if __name__ == "__main__":
+    main()
