@@ -1,0 +1,168 @@
+"""Hyperparameter search for a small PyTorch MLP: seeded random search, one trial after another.
+
+The loop people write by hand: draw a configuration (learning rate, width, weight decay, batch size) from
+the search space, train it for every epoch, score it on held-out data, keep the best, repeat. Every trial
+runs to the end, however bad it looks after one epoch, and the trials run one at a time.
+
+Twin: ray_tune/ray_version/tune_mlp.py (diff the two files to see the Ray changes).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from workshop import cli, tuning
+
+MODULE, PAIR, SIDE = "ray_tune", "tune_mlp", "baseline"
+FEATURES, CLASSES = 16, 4  # shape of the generated classification problem
+
+# The search space, written with the names of ray.tune's sampling functions (randint bounds: high excluded).
+SEARCH_SPACE = {
+    "lr": {"type": "loguniform", "low": 1e-3, "high": 0.1},
+    "width": {"type": "lograndint", "low": 8, "high": 257},
+    "weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-2},
+    "batch_size": {"type": "choice", "values": [32, 64, 128, 256]},
+}
+
+
+def make_model(features: int, width: int, classes: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(features, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                         nn.Linear(width, classes))
+
+
+def train_epoch(model, optimizer, X, y, batch_size: int, seed: int, epoch: int) -> float:
+    """One pass over the training set in a shuffled order fixed by (seed, epoch); returns the mean loss."""
+    model.train()
+    order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(X)))
+    total = 0.0
+    for start in range(0, len(X), batch_size):
+        idx = order[start:start + batch_size]
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(idx)
+    return total / len(X)
+
+
+@torch.no_grad()
+def evaluate(model, X, y) -> tuple[float, float]:
+    """(loss, accuracy) on held-out data."""
+    model.eval()
+    logits = model(X)
+    return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
+
+
+def sample_config(space: dict, rng: np.random.Generator) -> dict:
+    """One random draw from the search space (what tune.loguniform & co. do for the Ray version)."""
+    config = {}
+    for name, spec in space.items():
+        if not isinstance(spec, dict):
+            config[name] = spec
+        elif spec["type"] == "choice":
+            config[name] = spec["values"][rng.integers(len(spec["values"]))]
+        elif spec["type"] == "uniform":
+            config[name] = float(rng.uniform(spec["low"], spec["high"]))
+        elif spec["type"] == "loguniform":
+            config[name] = float(np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]))))
+        elif spec["type"] == "randint":
+            config[name] = int(rng.integers(spec["low"], spec["high"]))
+        else:  # lograndint
+            config[name] = int(np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]))))
+    return config
+
+
+def train_mlp(config: dict, data: dict, started: float) -> tuple[list[dict], dict]:
+    """Train one configuration for every epoch; return its per-epoch metrics and its best weights."""
+    X_train, y_train, X_val, y_val = (torch.tensor(a) for a in data["arrays"])  # a copy: trials may share the arrays
+    torch.manual_seed(config["seed"])
+    model = make_model(X_train.shape[1], config["width"], data["classes"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    history, best_state = [], None
+    for epoch in range(config["epochs"]):
+        train_loss = train_epoch(model, optimizer, X_train, y_train, config["batch_size"], config["seed"], epoch)
+        val_loss, val_accuracy = evaluate(model, X_val, y_val)
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                        "val_accuracy": val_accuracy, "elapsed": time.perf_counter() - started})
+        if best_state is None or val_accuracy > max(h["val_accuracy"] for h in history[:-1]):
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    return history, best_state
+
+
+def run_search(space: dict, data: dict, num_samples: int, epochs: int, seed: int) -> tuple[list[dict], dict]:
+    """Random search: every trial trained to the last epoch, one after another. Returns (trials, best weights)."""
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    trials, best_state, best_accuracy = [], None, -1.0
+    for trial in tqdm(range(num_samples), desc="trials", unit="trial"):
+        config = {**sample_config(space, rng), "epochs": epochs, "seed": seed}
+        history, state = train_mlp(config, data, started)
+        trials.append({"trial": trial, "config": config, "history": history})
+        trial_best = max(h["val_accuracy"] for h in history)
+        if trial_best > best_accuracy:
+            best_accuracy, best_state = trial_best, state
+    return trials, best_state
+
+
+def main() -> None:
+    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser.add_argument("--num-samples", type=cli.positive_int, default=16, help="trials (configurations) to try")
+    parser.add_argument("--epochs", type=cli.positive_int, default=20, help="epochs per trial at most")
+    parser.add_argument("--train-rows", type=cli.positive_int, default=20_000, help="rows in the training set")
+    parser.add_argument("--val-rows", type=cli.positive_int, default=5_000, help="rows in the validation set")
+    parser.add_argument("--search-space", type=Path, default=None,
+                        help="JSON file with the search space (default: SEARCH_SPACE in this file)")
+    args = parser.parse_args()
+    if args.smoke_test:
+        args.num_samples, args.epochs, args.train_rows, args.val_rows = 4, 4, 1_500, 500
+    space = SEARCH_SPACE
+    if args.search_space is not None:
+        if not args.search_space.is_file():
+            cli.fail(f"search space file {args.search_space} not found; pass an existing JSON file")
+        try:
+            space = tuning.load_search_space(args.search_space)
+        except ValueError as exc:
+            parser.error(str(exc))
+    output = cli.prepare_output(args.output)
+
+    arrays = tuning.make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
+    data = {"arrays": arrays, "classes": CLASSES}
+    print(f"Data: {args.train_rows:,} training and {args.val_rows:,} validation rows, {FEATURES} features, "
+          f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, random search")
+
+    with cli.Timer() as timer:
+        trials, best_state = run_search(space, data, args.num_samples, args.epochs, args.seed)
+    best = max(trials, key=lambda t: max(h["val_accuracy"] for h in t["history"]))
+    best_epoch = max(best["history"], key=lambda h: h["val_accuracy"])
+    epochs_run = sum(len(t["history"]) for t in trials)
+    torch.save(best_state, output / "best_model.pt")
+
+    print(f"{'trial':>5} {'lr':>9} {'width':>5} {'weight_decay':>12} {'batch':>5} {'epochs':>6} {'best val acc':>12}")
+    for t in trials:
+        c = t["config"]
+        print(f"{t['trial']:>5} {c['lr']:>9.2e} {c['width']:>5} {c['weight_decay']:>12.2e} {c['batch_size']:>5} "
+              f"{len(t['history']):>6} {max(h['val_accuracy'] for h in t['history']):>12.4f}")
+    config = {k: best["config"][k] for k in tuning.HYPERPARAMETERS}
+    print(f"Best: val_accuracy {best_epoch['val_accuracy']:.4f} at epoch {best_epoch['epoch']} with {config}")
+    print(f"Epochs run: {epochs_run} of {args.num_samples * args.epochs} (every trial runs to the end)")
+    print(f"Work time: {timer.seconds:.2f} s, {args.num_samples} trials one after another")
+    trace = [(round(h["elapsed"], 3), h["val_accuracy"]) for t in trials for h in t["history"]]
+    path = cli.write_result(
+        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        answer={"best_val_accuracy": best_epoch["val_accuracy"]},
+        best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=str((output / "best_model.pt").resolve()),
+        trials=len(trials), trials_stopped_early=0, epochs_run=epochs_run, epochs_budget=args.num_samples * args.epochs,
+        num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows, val_rows=args.val_rows,
+        trace=trace,
+    )
+    print(f"Result: {path}")
+
+
+if __name__ == "__main__":
+    main()

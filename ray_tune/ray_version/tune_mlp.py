@@ -1,0 +1,275 @@
+"""Hyperparameter search for a small PyTorch MLP with Ray Tune: parallel trials, ASHA early stopping, Optuna.
+
+The same search as the baseline (same search space, same number of trials), but the trials run in parallel,
+each reports its validation score and a checkpoint after every epoch, the ASHA scheduler stops trials that
+fall behind, and Optuna proposes the next configuration from the scores so far. A stopped experiment
+continues with --restore, and a trial whose process dies continues from its last checkpoint.
+
+Twin: ray_tune/baseline/tune_mlp.py (diff the two files to see the Ray changes; the numbered
+comments [1]..[9] are explained in ray_tune/README.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+from torch import nn
+
+from workshop import cli, tuning
+
+MODULE, PAIR, SIDE = "ray_tune", "tune_mlp", "ray_version"
+FEATURES, CLASSES = 16, 4  # shape of the generated classification problem
+REPORTED_METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}  # what train_mlp reports
+
+# The search space, written with the names of ray.tune's sampling functions (randint bounds: high excluded).
+SEARCH_SPACE = {
+    "lr": {"type": "loguniform", "low": 1e-3, "high": 0.1},
+    "width": {"type": "lograndint", "low": 8, "high": 257},
+    "weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-2},
+    "batch_size": {"type": "choice", "values": [32, 64, 128, 256]},
+}
+
+
+def make_model(features: int, width: int, classes: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(features, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                         nn.Linear(width, classes))
+
+
+def train_epoch(model, optimizer, X, y, batch_size: int, seed: int, epoch: int) -> float:
+    """One pass over the training set in a shuffled order fixed by (seed, epoch); returns the mean loss."""
+    model.train()
+    order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(X)))
+    total = 0.0
+    for start in range(0, len(X), batch_size):
+        idx = order[start:start + batch_size]
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(idx)
+    return total / len(X)
+
+
+@torch.no_grad()
+def evaluate(model, X, y) -> tuple[float, float]:
+    """(loss, accuracy) on held-out data."""
+    model.eval()
+    logits = model(X)
+    return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
+
+
+def to_tune_space(space: dict) -> dict:
+    """The search space as Tune sampling functions; the searcher draws from these."""
+    samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint,
+                "lograndint": tune.lograndint}
+    return {name: spec if not isinstance(spec, dict)  # a fixed value stays fixed
+            else tune.choice(spec["values"]) if spec["type"] == "choice"
+            else samplers[spec["type"]](spec["low"], spec["high"])
+            for name, spec in space.items()}
+
+
+def train_mlp(config: dict, data: dict, crash_marker: str | None = None) -> None:
+    """One trial: train one configuration, report metrics and a checkpoint to Tune after every epoch."""
+    X_train, y_train, X_val, y_val = (torch.tensor(a) for a in data["arrays"])  # a copy: trials may share the arrays
+    torch.manual_seed(config["seed"])
+    model = make_model(X_train.shape[1], config["width"], data["classes"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # no "Checkpoint created" per epoch
+    start_epoch = 0
+    checkpoint = tune.get_checkpoint()  # [4] set when the trial is resumed (restore, or a retry after a crash)
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / "state.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"]
+    for epoch in range(start_epoch, config["epochs"]):
+        if crash_marker and epoch == 2 and claim(crash_marker):  # --inject-failure
+            os._exit(1)  # the trial's process dies: no exception, no cleanup, as in an out-of-memory kill
+        train_loss = train_epoch(model, optimizer, X_train, y_train, config["batch_size"], config["seed"], epoch)
+        val_loss, val_accuracy = evaluate(model, X_val, y_val)
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1},
+                       Path(folder) / "state.pt")
+            tune.report(  # [5] Tune records the metrics and copies the checkpoint to storage; ASHA may stop us here
+                {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy,
+                 "resumed_from_epoch": start_epoch},
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
+
+
+def claim(marker: str) -> bool:
+    """True for the first caller only, across processes: the file is created atomically."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+class SearchLog(tune.Callback):
+    """Runs in the driver: what this session saw, and --stop-after (a Ctrl-C after N finished trials)."""
+
+    def __init__(self, stop_after: int | None):
+        self.started, self.stop_after = time.perf_counter(), stop_after
+        self.trace, self.trials_with_results, self.finished_ids, self.recovered = [], set(), set(), 0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.trace.append((round(time.perf_counter() - self.started, 3), result["val_accuracy"]))
+        self.trials_with_results.add(trial.trial_id)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.recovered += 1
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.finished_ids.add(trial.trial_id)
+        if self.stop_after and len(self.finished_ids) == self.stop_after:
+            os.kill(os.getpid(), signal.SIGINT)  # Tune saves the experiment state and returns, as on Ctrl-C
+
+
+def run_search(space, data, args, experiment: Path, log: SearchLog, crash_marker: str | None) -> tune.ResultGrid:
+    """Tune: trials in parallel, ASHA stops the weak ones early, Optuna picks the next configurations."""
+    trainable = tune.with_resources(  # [3] each trial holds 1 CPU: that many trials run at once
+        tune.with_parameters(train_mlp, data=data, crash_marker=crash_marker),  # [2] data to the object store once
+        {"cpu": 1},
+    )
+    if args.restore:
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)  # [8]
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={**to_tune_space(space), "epochs": args.epochs, "seed": args.seed},
+            tune_config=tune.TuneConfig(
+                metric=args.metric, mode=REPORTED_METRICS[args.metric], num_samples=args.num_samples,
+                search_alg=OptunaSearch(seed=args.seed),  # [6] a model-based searcher proposes configurations
+                scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [7] stops laggards
+                max_concurrent_trials=args.max_concurrent_trials or None,
+                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",  # short folder names
+            ),
+            run_config=tune.RunConfig(
+                name=experiment.name, storage_path=str(experiment.parent),  # [8] absolute; restore reads it back
+                failure_config=tune.FailureConfig(max_failures=2),  # [9] a crashed trial resumes from its checkpoint
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=1, checkpoint_score_attribute=args.metric,
+                    checkpoint_score_order=REPORTED_METRICS[args.metric],
+                ),  # keep each trial's best checkpoint, and its latest for resuming
+                callbacks=[log], verbose=0,
+            ),
+        )
+    return tuner.fit()
+
+
+def main() -> None:
+    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser.add_argument("--num-samples", type=cli.positive_int, default=16, help="trials (configurations) to try")
+    parser.add_argument("--epochs", type=cli.positive_int, default=20, help="epochs per trial at most")
+    parser.add_argument("--train-rows", type=cli.positive_int, default=20_000, help="rows in the training set")
+    parser.add_argument("--val-rows", type=cli.positive_int, default=5_000, help="rows in the validation set")
+    parser.add_argument("--search-space", type=Path, default=None,
+                        help="JSON file with the search space (default: SEARCH_SPACE in this file)")
+    parser.add_argument("--metric", default="val_accuracy",
+                        help="reported metric to optimise (accuracy is maximised, losses minimised)")
+    parser.add_argument("--max-concurrent-trials", type=int, default=0,
+                        help="trials running at once (0: as many as the cluster has CPUs)")
+    parser.add_argument("--restore", action="store_true",
+                        help="continue the experiment saved under --output instead of starting a new one")
+    parser.add_argument("--stop-after", type=cli.positive_int, default=None,
+                        help="stop (as if by Ctrl-C) once this many trials have finished; continue with --restore")
+    parser.add_argument("--inject-failure", action="store_true",
+                        help="kill the process of one trial at its third epoch (Tune retries it from its checkpoint)")
+    args = parser.parse_args()
+    if args.smoke_test:
+        args.num_samples, args.epochs, args.train_rows, args.val_rows = 4, 4, 1_500, 500
+        args.max_concurrent_trials = args.max_concurrent_trials or 2
+    space = SEARCH_SPACE
+    if args.search_space is not None:
+        if not args.search_space.is_file():
+            cli.fail(f"search space file {args.search_space} not found; pass an existing JSON file")
+        try:
+            space = tuning.load_search_space(args.search_space)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.metric not in REPORTED_METRICS:  # Tune would only notice at the first result, after start-up
+        parser.error(f"--metric {args.metric!r} is never reported by the trainable; choose one of "
+                     f"{', '.join(REPORTED_METRICS)}")
+    experiment = (args.output / PAIR).resolve()  # [8] Tune wants an absolute storage path
+    if args.restore and not tune.Tuner.can_restore(experiment):
+        cli.fail(f"no Tune experiment to restore in {experiment}; run once without --restore first")
+    output = cli.prepare_output(args.output)
+    if not args.restore:
+        shutil.rmtree(experiment, ignore_errors=True)  # a new run starts over instead of mixing with the old one
+
+    # Tune saves its experiment state whenever it deletes an old checkpoint (num_to_keep), and warns when that
+    # happens every few seconds. With epochs of a second and a tiny state that is expected and cheap.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    started = time.perf_counter()
+    ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    startup = time.perf_counter() - started
+    crash_marker = str(output.resolve() / "injected_failure.marker") if args.inject_failure else None
+    if crash_marker:
+        Path(crash_marker).unlink(missing_ok=True)
+
+    arrays = tuning.make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
+    data = {"arrays": arrays, "classes": CLASSES}
+    print(f"Data: {args.train_rows:,} training and {args.val_rows:,} validation rows, {FEATURES} features, "
+          f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, Optuna + ASHA, "
+          f"{ray.cluster_resources().get('CPU', 0):.0f} Ray CPUs")
+
+    log = SearchLog(args.stop_after)
+    with cli.Timer() as timer:
+        results = run_search(space, data, args, experiment, log, crash_marker)
+    frame = results.get_dataframe()  # one row per trial, its last reported metrics and its config
+    mode = REPORTED_METRICS[args.metric]
+    best = results.get_best_result(metric=args.metric, mode=mode, scope="all")  # best epoch of any trial
+    best_checkpoint = best.get_best_checkpoint(metric=args.metric, mode=mode)
+    best_accuracy = max(row["val_accuracy"] for row in best.metrics_dataframe.to_dict("records"))
+    epochs_run = int(frame["training_iteration"].sum())
+    stopped_early = int((frame["training_iteration"] < args.epochs).sum())
+    interrupted = bool(args.stop_after) and len(log.finished_ids) >= args.stop_after and len(frame) < args.num_samples
+
+    columns = {f"config/{k}": k for k in tuning.HYPERPARAMETERS}
+    table = frame[["trial_id", *columns, "training_iteration", "val_accuracy"]].rename(columns=columns)
+    print(table.rename(columns={"training_iteration": "epochs", "val_accuracy": "last val acc"}).to_string(
+        index=False, float_format=lambda v: f"{v:.4g}"))
+    config = {k: best.config[k] for k in tuning.HYPERPARAMETERS}
+    print(f"Best: val_accuracy {best_accuracy:.4f} with {config}")
+    print(f"Best checkpoint: {best_checkpoint.path}")
+    print(f"Epochs run: {epochs_run} of {args.num_samples * args.epochs}; {stopped_early} trials stopped early by ASHA")
+    print(f"Work time: {timer.seconds:.2f} s (Ray start-up {startup:.1f} s, not included)")
+    injected = bool(crash_marker) and Path(crash_marker).exists()
+    if injected:
+        print(f"Injected failure: one trial's process was killed; Tune retried it from its last checkpoint "
+              f"({log.recovered} retries).")
+    if interrupted:
+        print(f"Stopped after {len(log.finished_ids)} finished trials, as if by Ctrl-C. Continue with the same command "
+              f"and --restore (finished trials are not run again).")
+    path = cli.write_result(
+        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        answer={"best_val_accuracy": best_accuracy},
+        best_config=config, best_checkpoint=best_checkpoint.path, experiment=str(experiment),
+        trials=len(frame), trials_stopped_early=stopped_early, epochs_run=epochs_run,
+        epochs_budget=args.num_samples * args.epochs, complete=not interrupted and len(frame) == args.num_samples,
+        restored=args.restore, epochs_run_this_session=len(log.trace),
+        trials_with_results_this_session=sorted(log.trials_with_results),
+        trials_finished_this_session=sorted(log.finished_ids),
+        trial_retries=log.recovered, injected_failure=injected, startup_seconds=startup,
+        num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows, val_rows=args.val_rows,
+        trace=log.trace,
+    )
+    print(f"Result: {path}")
+
+
+if __name__ == "__main__":
+    main()
