@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--compare-with", default=None, help="second server URL: check both agree before the load")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max score difference for agreement")
     parser.add_argument("--seed", type=int, default=0, help="seed for the generated texts")
+    parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server to answer /healthz")
     parser.add_argument("--json", type=Path, default=None, help="also write the report to this JSON file")
     args = parser.parse_args()
     if args.duration is not None and args.duration <= 0:
@@ -60,7 +61,7 @@ def main() -> None:
     url = args.url.rstrip("/")
 
     try:
-        serve_client.wait_until_healthy(url, timeout=10)
+        serve_client.wait_until_healthy(url, timeout=args.wait)
     except TimeoutError:
         cli.fail(f"no server answers at {url}; start one (see ray_serve/README.md) or pass --url")
 

@@ -135,7 +135,10 @@ def main() -> None:
     server = start_server(port, args.seed, args.default_model)
     if not self_test:
         print(f"Serving on {url} (POST /predict, GET /healthz, GET /info); Ctrl-C stops it", flush=True)
-        server.run()  # uvicorn handles Ctrl-C and shuts down cleanly
+        try:
+            server.run()  # uvicorn finishes the requests in flight on Ctrl-C, then re-raises it
+        except KeyboardInterrupt:
+            print("Shut down", flush=True)
         return
 
     output = cli.prepare_output(args.output)

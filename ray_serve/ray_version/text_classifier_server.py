@@ -164,7 +164,7 @@ def main() -> None:
                 while True:
                     time.sleep(1)
             except KeyboardInterrupt:
-                print("Shutting down Serve", flush=True)
+                print("Shut down", flush=True)
             return
         output = cli.prepare_output(args.output)
         serve_client.wait_until_healthy(url)

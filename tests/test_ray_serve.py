@@ -1,0 +1,183 @@
+"""ray_serve specifics: one API contract on both servers (same answers, same 4xx for bad input, the server keeps
+serving), a clear error for a port in use, a killed Ray Serve replica replaced under load, the config file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import ROOT, base_env, last_line, load_script, run
+from workshop import serve_client, text_model
+
+SERVER = "ray_serve/{side}/text_classifier_server.py"
+LOAD_TEST = "ray_serve/load_test.py"
+SIDES = ("baseline", "ray_version")
+
+
+def test_model_is_deterministic_and_versions_differ():
+    texts = text_model.sample_texts(6, seed=3)
+    encoded = [text_model.encode(t) for t in texts]
+    a = text_model.predict_encoded(text_model.build_model("v1", 0), encoded)
+    b = text_model.predict_encoded(text_model.build_model("v1", 0), encoded)
+    c = text_model.predict_encoded(text_model.build_model("v2", 0), encoded)
+    assert a == b
+    assert [p.scores for p in a] != [p.scores for p in c]
+    assert all(abs(sum(p.scores) - 1) < 1e-4 and p.label in text_model.LABELS for p in a)
+    # one batched forward pass gives what one pass per text gives, within the agreement tolerance
+    single = [text_model.predict_encoded(text_model.build_model("v1", 0), [e])[0] for e in encoded]
+    for batched, alone in zip(a, single):
+        assert batched.label == alone.label
+        assert max(abs(x - y) for x, y in zip(batched.scores, alone.scores)) < 1e-3
+
+
+class Server:
+    """A server started as a person would start it, in interactive mode, stopped with Ctrl-C (SIGINT)."""
+
+    def __init__(self, side: str, env: dict[str, str], log_path) -> None:
+        self.port = serve_client.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, SERVER.format(side=side), "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            serve_client.wait_until_healthy(self.url, timeout=150)
+        except TimeoutError:
+            self.stop()
+            raise AssertionError(f"{side} server never came up:\n{self.log_path.read_text()[-3000:]}") from None
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def servers(request, tmp_path_factory):
+    """Both servers up at once, the Ray one on the two-node test cluster."""
+    cluster = request.getfixturevalue("ray_cluster")
+    logs = tmp_path_factory.mktemp("servers")
+    started = {"baseline": Server("baseline", base_env(), logs / "baseline.log")}
+    try:
+        started["ray_version"] = Server("ray_version", cluster.env(base_env()), logs / "ray_version.log")
+        yield started
+    finally:
+        codes = {side: server.stop() for side, server in started.items()}
+    assert codes == {side: 0 for side in started}, f"servers did not stop cleanly on Ctrl-C: {codes}"
+
+
+BAD_REQUESTS = {
+    "malformed JSON": (b'{"texts": ["ok"', 422),
+    "missing field": (json.dumps({"text": ["ok"]}).encode(), 422),
+    "wrong type": (json.dumps({"texts": "not a list"}).encode(), 422),
+    "wrong item type": (json.dumps({"texts": [{"a": 1}]}).encode(), 422),
+    "unknown model": (json.dumps({"texts": ["ok"], "model": "v9"}).encode(), 422),
+    "empty batch": (json.dumps({"texts": []}).encode(), 422),
+    "too many texts": (json.dumps({"texts": ["ok"] * (text_model.MAX_TEXTS + 1)}).encode(), 413),
+    "text too long": (json.dumps({"texts": ["a" * (text_model.MAX_CHARS + 1)]}).encode(), 413),
+}
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(240)
+def test_bad_input_is_a_4xx_with_a_message_on_both_servers_which_keep_serving(servers):
+    answers = {}
+    for side, server in servers.items():
+        for name, (raw, expected) in BAD_REQUESTS.items():
+            status, body = serve_client.request(f"{server.url}/predict", "POST", raw=raw)
+            assert status == expected, f"{side} {name}: {status} {body}"
+            assert isinstance(body, dict) and body.get("detail"), f"{side} {name}: no message: {body}"
+            answers[side, name] = status
+        good = serve_client.predict(server.url, ["works great", "awful, broken"])  # still serving
+        assert [p["label"] in text_model.LABELS for p in good["predictions"]] == [True, True]
+        assert good["model"] == "v1"
+        assert serve_client.predict(server.url, ["works great"], model="v2")["model"] == "v2"
+    assert {n: s for (side, n), s in answers.items() if side == "baseline"} == \
+           {n: s for (side, n), s in answers.items() if side == "ray_version"}
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(240)
+def test_load_test_checks_that_both_servers_agree(servers, tmp_path):
+    report_path = tmp_path / "report.json"
+    proc = run(LOAD_TEST, "--url", servers["ray_version"].url, "--compare-with", servers["baseline"].url,
+               "--requests", "40", "--concurrency", "8", "--texts-per-request", "2", "--json", report_path,
+               timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Agreement:" in proc.stdout and "p99" in proc.stdout
+    report = json.loads(report_path.read_text())
+    assert report["agreement"]["problems"] == [] and report["agreement"]["texts"] == 16
+    assert report["ok"] == 40 and report["failed"] == 0 and report["throughput_rps"] > 0
+    assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
+
+
+def test_disagreement_is_detected():
+    disagreements = load_script(LOAD_TEST).disagreements
+    a = [{"label": "positive", "scores": [0.1, 0.2, 0.7]}, {"label": "neutral", "scores": [0.2, 0.5, 0.3]}]
+    assert disagreements(a, [dict(p) for p in a], 1e-3) == []
+    b = [a[0], {"label": "neutral", "scores": [0.2, 0.498, 0.302]}]
+    assert len(disagreements(a, b, 1e-3)) == 1 and disagreements(a, b, 1e-2) == []
+    assert disagreements(a, a[:1], 1e-3) == ["2 vs 1 predictions"]
+
+
+def test_load_test_without_a_server_fails_clearly():
+    proc = run(LOAD_TEST, "--url", f"http://127.0.0.1:{serve_client.free_port()}", "--wait", "1", timeout=60)
+    assert proc.returncode == 1
+    assert last_line(proc.stderr).startswith("error: no server answers at")
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(240)
+def test_killed_replica_is_replaced_under_load(servers, tmp_path):
+    url = servers["ray_version"].url
+    old_pid = serve_client.request(f"{url}/info")[1]["pid"]
+    report_path = tmp_path / "report.json"
+    load = subprocess.Popen(
+        [sys.executable, LOAD_TEST, "--url", url, "--duration", "20", "--concurrency", "4", "--check-texts", "0",
+         "--json", str(report_path)],
+        cwd=ROOT, env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    time.sleep(6)  # the load is running
+    os.kill(old_pid, signal.SIGKILL)  # the model replica's process dies, as in an out-of-memory kill
+    out, _ = load.communicate(timeout=120)
+    assert load.returncode == 0, out[-3000:]
+    report = json.loads(report_path.read_text())
+    print(out)
+    assert report["ok"] > 0
+    assert set(report["errors_by_status"]) <= {"503"}, report["errors_by_status"]  # never a 500
+    if report["failed"]:  # requests in flight on the dead replica fail with 503; later ones succeed
+        assert report["recovery_seconds"] is not None and report["ok_after_last_failure"] > 0
+        assert "recovery" in out
+    new_pid = serve_client.request(f"{url}/info")[1]["pid"]
+    assert new_pid != old_pid, "Serve did not replace the killed replica"
+    assert serve_client.predict(url, ["works great"])["predictions"][0]["label"] in text_model.LABELS
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("side", SIDES)
+def test_port_in_use_is_one_clear_line(side):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        proc = run(SERVER.format(side=side), "--port", port, "--smoke-test", timeout=100)
+    assert proc.returncode == 1
+    assert last_line(proc.stderr) == f"error: port {port} is already in use on 127.0.0.1; " \
+                                     "stop the program using it or pass --port"
+    assert "Traceback" not in proc.stderr
