@@ -58,7 +58,8 @@ class PredictResponse(BaseModel):
 class InfoResponse(BaseModel):
     default_model: str
     models: list[str]
-    pid: int  # the process that ran the model (the Ray version: one replica's process)
+    pid: int  # the process that runs the default model (the Ray version: one replica of it)
+    api_pid: int  # the process that answers HTTP (the Ray version: the ingress replica)
 
 
 def size_problem(request: PredictRequest) -> Optional[str]:

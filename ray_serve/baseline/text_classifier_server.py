@@ -70,7 +70,8 @@ class TextClassifierAPI:
 
     def info(self) -> InfoResponse:
         pid = self.models[self.default_model].pid()
-        return InfoResponse(default_model=self.default_model, models=sorted(self.models), pid=pid)
+        return InfoResponse(default_model=self.default_model, models=sorted(self.models), pid=pid,
+                            api_pid=os.getpid())
 
 
 # Plain def (not async def): FastAPI runs each call in its thread pool, so a slow forward pass does not

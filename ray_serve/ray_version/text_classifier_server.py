@@ -101,7 +101,8 @@ class TextClassifierAPI:
     @app.get("/info", response_model=InfoResponse)
     async def info(self) -> InfoResponse:
         pid = await self.models[self.default_model].pid.remote()
-        return InfoResponse(default_model=self.default_model, models=sorted(self.models), pid=pid)
+        return InfoResponse(default_model=self.default_model, models=sorted(self.models), pid=pid,
+                            api_pid=os.getpid())
 
 
 def build_app(seed: int = 0, default_model: str = "v1"):
