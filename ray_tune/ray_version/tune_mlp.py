@@ -105,7 +105,7 @@ def train_mlp(config: dict, data: dict, crash_marker: str | None = None) -> None
                        Path(folder) / "state.pt")
             tune.report(  # [5] Tune records the metrics and copies the checkpoint to storage; ASHA may stop us here
                 {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy,
-                 "resumed_from_epoch": start_epoch},
+                 "resumed_from_epoch": start_epoch, "reported_at": time.time()},
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
 
@@ -119,27 +119,23 @@ def claim(marker: str) -> bool:
         return False
 
 
-class SearchLog(tune.Callback):
-    """Runs in the driver: what this session saw, and --stop-after (a Ctrl-C after N finished trials)."""
+class StopAfter(tune.Callback):
+    """--stop-after: press Ctrl-C for the user once N trials have finished. Tune calls it in the driver."""
 
-    def __init__(self, stop_after: int | None):
-        self.started, self.stop_after = time.perf_counter(), stop_after
-        self.trace, self.trials_with_results, self.finished_ids, self.recovered = [], set(), set(), 0
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.trace.append((round(time.perf_counter() - self.started, 3), result["val_accuracy"]))
-        self.trials_with_results.add(trial.trial_id)
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        self.recovered += 1
+    def __init__(self, trials: int):
+        self.trials, self.finished, self.fired = trials, 0, False
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.finished_ids.add(trial.trial_id)
-        if self.stop_after and len(self.finished_ids) == self.stop_after:
+        self.finished += 1
+        if self.finished == self.trials:
+            self.fired = True
             os.kill(os.getpid(), signal.SIGINT)  # Tune saves the experiment state and returns, as on Ctrl-C
 
+    def __getstate__(self):  # Tune saves callbacks with the experiment: the restored copy must not stop again
+        return {"trials": 0, "finished": 0, "fired": False}
 
-def run_search(space, data, args, experiment: Path, log: SearchLog, crash_marker: str | None) -> tune.ResultGrid:
+
+def run_search(space, data, args, experiment: Path, crash_marker: str | None, callbacks: list) -> tune.ResultGrid:
     """Tune: trials in parallel, ASHA stops the weak ones early, Optuna picks the next configurations."""
     trainable = tune.with_resources(  # [3] each trial holds 1 CPU: that many trials run at once
         tune.with_parameters(train_mlp, data=data, crash_marker=crash_marker),  # [2] data to the object store once
@@ -165,7 +161,7 @@ def run_search(space, data, args, experiment: Path, log: SearchLog, crash_marker
                     num_to_keep=1, checkpoint_score_attribute=args.metric,
                     checkpoint_score_order=REPORTED_METRICS[args.metric],
                 ),  # keep each trial's best checkpoint, and its latest for resuming
-                callbacks=[log], verbose=0,
+                callbacks=callbacks, verbose=0,
             ),
         )
     return tuner.fit()
@@ -190,6 +186,8 @@ def main() -> None:
     parser.add_argument("--inject-failure", action="store_true",
                         help="kill the process of one trial at its third epoch (Tune retries it from its checkpoint)")
     args = parser.parse_args()
+    if args.restore and args.stop_after:
+        parser.error("--stop-after applies to a new experiment; run --restore without it")
     if args.smoke_test:
         args.num_samples, args.epochs, args.train_rows, args.val_rows = 4, 4, 1_500, 500
         args.max_concurrent_trials = args.max_concurrent_trials or 2
@@ -227,17 +225,22 @@ def main() -> None:
           f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, Optuna + ASHA, "
           f"{ray.cluster_resources().get('CPU', 0):.0f} Ray CPUs")
 
-    log = SearchLog(args.stop_after)
+    stop_after = StopAfter(args.stop_after) if args.stop_after else None
+    fit_started = time.time()
     with cli.Timer() as timer:
-        results = run_search(space, data, args, experiment, log, crash_marker)
-    frame = results.get_dataframe()  # one row per trial, its last reported metrics and its config
+        results = run_search(space, data, args, experiment, crash_marker, [stop_after] if stop_after else [])
+    if results.errors:  # a trial that failed more than max_failures times
+        cli.fail(f"{len(results.errors)} trial(s) failed; first error: {str(results.errors[0]).strip().splitlines()[-1]}")
+    frame = results.get_dataframe()  # one row per trial: its last reported metrics and its config
     mode = REPORTED_METRICS[args.metric]
     best = results.get_best_result(metric=args.metric, mode=mode, scope="all")  # best epoch of any trial
     best_checkpoint = best.get_best_checkpoint(metric=args.metric, mode=mode)
-    best_accuracy = max(row["val_accuracy"] for row in best.metrics_dataframe.to_dict("records"))
+    best_accuracy = float(best.metrics_dataframe["val_accuracy"].max())
     epochs_run = int(frame["training_iteration"].sum())
     stopped_early = int((frame["training_iteration"] < args.epochs).sum())
-    interrupted = bool(args.stop_after) and len(log.finished_ids) >= args.stop_after and len(frame) < args.num_samples
+    history = [r.metrics_dataframe for r in results]  # one row per reported epoch, per trial
+    resumed = sum(int((h["resumed_from_epoch"] > 0).any()) for h in history if "resumed_from_epoch" in h)
+    complete = len(frame) == args.num_samples and not (stop_after and stop_after.fired)  # else: Ctrl-C
 
     columns = {f"config/{k}": k for k in tuning.HYPERPARAMETERS}
     table = frame[["trial_id", *columns, "training_iteration", "val_accuracy"]].rename(columns=columns)
@@ -250,23 +253,21 @@ def main() -> None:
     print(f"Work time: {timer.seconds:.2f} s (Ray start-up {startup:.1f} s, not included)")
     injected = bool(crash_marker) and Path(crash_marker).exists()
     if injected:
-        print(f"Injected failure: one trial's process was killed; Tune retried it from its last checkpoint "
-              f"({log.recovered} retries).")
-    if interrupted:
-        print(f"Stopped after {len(log.finished_ids)} finished trials, as if by Ctrl-C. Continue with the same command "
-              f"and --restore (finished trials are not run again).")
+        print(f"Injected failure: one trial's process was killed; Tune resumed {resumed} trial(s) from a checkpoint.")
+    if not complete:
+        print(f"Stopped early (--stop-after or Ctrl-C) with {len(frame)} of {args.num_samples} trials started. "
+              f"Continue with the same command plus --restore; finished trials are not run again.")
+    trace = sorted((round(t - fit_started, 3), a) for h in history if "reported_at" in h
+                   for t, a in zip(h["reported_at"], h["val_accuracy"]))
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer={"best_val_accuracy": best_accuracy},
         best_config=config, best_checkpoint=best_checkpoint.path, experiment=str(experiment),
-        trials=len(frame), trials_stopped_early=stopped_early, epochs_run=epochs_run,
-        epochs_budget=args.num_samples * args.epochs, complete=not interrupted and len(frame) == args.num_samples,
-        restored=args.restore, epochs_run_this_session=len(log.trace),
-        trials_with_results_this_session=sorted(log.trials_with_results),
-        trials_finished_this_session=sorted(log.finished_ids),
-        trial_retries=log.recovered, injected_failure=injected, startup_seconds=startup,
+        trials=len(frame), complete=complete, restored=args.restore,
+        trials_stopped_early=stopped_early, epochs_run=epochs_run, epochs_budget=args.num_samples * args.epochs,
+        trials_resumed_from_checkpoint=resumed, injected_failure=injected, startup_seconds=startup,
         num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows, val_rows=args.val_rows,
-        trace=log.trace,
+        trace=trace,
     )
     print(f"Result: {path}")
 

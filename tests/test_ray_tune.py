@@ -1,0 +1,149 @@
+"""ray_tune specifics: a stopped experiment continues with --restore without redoing finished trials, a killed
+trial resumes from its checkpoint, Tune's best is not worse than the baseline's, bad input is one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import base_env, last_line, run
+from workshop import tuning
+
+SCRIPT = "ray_tune/{side}/tune_mlp.py"
+SIDES = ("baseline", "ray_version")
+TOLERANCE = 0.05  # Tune's best validation accuracy may be at most this much below the baseline's (never above)
+
+
+def read_result(folder):
+    return json.loads((folder / "result.json").read_text())
+
+
+def trial_rows(experiment):
+    """{trial folder name: [reported result rows]} as Tune wrote them to storage."""
+    rows = {}
+    for trial in sorted(experiment.glob("trial_*")):
+        path = trial / "result.json"
+        rows[trial.name] = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return rows
+
+
+@pytest.fixture(scope="module")
+def baseline_smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("baseline")
+    proc = run(SCRIPT.format(side="baseline"), "--smoke-test", "--output", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return read_result(out)
+
+
+def test_baseline_runs_every_trial_to_the_end(baseline_smoke):
+    details = baseline_smoke["details"]
+    assert details["trials"] == details["num_samples"] == 4
+    assert details["epochs_run"] == details["epochs_budget"] == 16
+    assert 0.6 < baseline_smoke["answer"]["best_val_accuracy"] < 0.95, "the search should find a model that learns"
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(300)
+def test_stopped_experiment_restores_without_redoing_finished_trials(ray_cluster, tmp_path):
+    env = ray_cluster.env(base_env())
+    script = SCRIPT.format(side="ray_version")
+    proc = run(script, "--smoke-test", "--stop-after", "2", "--output", tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = read_result(tmp_path)
+    assert first["details"]["complete"] is False and "--restore" in proc.stdout
+    experiment = tmp_path / "tune_mlp"
+    before = trial_rows(experiment)
+    finished = {name: rows for name, rows in before.items() if rows and rows[-1]["training_iteration"] == 4}
+    assert len(finished) >= 1, f"no trial ran all epochs before the stop: {before}"
+
+    proc = run(script, "--smoke-test", "--restore", "--output", tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = read_result(tmp_path)
+    after = trial_rows(experiment)
+    assert second["details"]["restored"] is True and second["details"]["complete"] is True
+    assert set(before) <= set(after) and len(after) == 4, "restore should continue the same 4 trials, not start new"
+    for name, rows in finished.items():
+        assert after[name] == rows, f"finished trial {name} was run again after restore"
+    for name, rows in after.items():
+        epochs = [row["training_iteration"] for row in rows]
+        assert epochs == list(range(1, len(epochs) + 1)), f"{name} repeated or skipped epochs: {epochs}"
+    assert sum(len(rows) for rows in after.values()) > sum(len(rows) for rows in before.values())
+    assert second["details"]["epochs_run"] == sum(len(rows) for rows in after.values())
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(300)
+def test_killed_trial_resumes_from_its_checkpoint_and_tune_matches_the_baseline(ray_cluster, tmp_path, baseline_smoke):
+    proc = run(SCRIPT.format(side="ray_version"), "--smoke-test", "--inject-failure", "--output", tmp_path,
+               env=ray_cluster.env(base_env()))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = read_result(tmp_path)
+    details = result["details"]
+    assert details["injected_failure"] is True, "no trial process was killed"
+    assert "Injected failure" in proc.stdout
+    assert details["complete"] is True and details["trials"] == 4
+    rows = trial_rows(tmp_path / "tune_mlp")
+    resumed = [name for name, r in rows.items() if any(row["resumed_from_epoch"] == 2 for row in r)]
+    assert len(resumed) == 1, "the killed trial should continue from its epoch-2 checkpoint, not from scratch"
+    epochs = [row["training_iteration"] for row in rows[resumed[0]]]
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > 2
+    assert details["trials_stopped_early"] >= 1, "ASHA should stop at least one weak trial"
+    assert details["epochs_run"] < details["epochs_budget"]
+    # Agreement, one-sided: same budget and seed, Tune's best may be better than the baseline's, not much worse.
+    assert result["answer"]["best_val_accuracy"] >= baseline_smoke["answer"]["best_val_accuracy"] - TOLERANCE
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{}", "is empty"),
+    ("[1, 2]", "is empty"),
+    ("{oops", "not valid JSON"),
+    ('{"lr": 0.01}', "missing ['width', 'weight_decay', 'batch_size']"),
+    ('{"lr": {"type": "loguniform", "low": 0.1, "high": 0.001}, "width": 32, "weight_decay": 0, "batch_size": 64}',
+     "lr has low 0.1 >= high 0.001"),
+    ('{"lr": {"type": "normal", "low": 0, "high": 1}, "width": 32, "weight_decay": 0, "batch_size": 64}',
+     '"type" one of'),
+    ('{"lr": {"type": "loguniform", "low": 0, "high": 1}, "width": 32, "weight_decay": 0, "batch_size": 64}',
+     "needs low > 0"),
+    ('{"lr": 0.01, "width": {"type": "choice", "values": []}, "weight_decay": 0, "batch_size": 64}',
+     "non-empty list"),
+    ('{"lr": 0.01, "width": {"type": "uniform", "low": 8, "high": 64}, "weight_decay": 0, "batch_size": 64}',
+     "whole number"),
+])
+def test_search_space_file_is_checked(tmp_path, text, message):
+    path = tmp_path / "space.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=None) as error:
+        tuning.load_search_space(path)
+    assert message in str(error.value)
+
+
+def test_a_valid_search_space_file_is_accepted(tmp_path):
+    path = tmp_path / "space.json"
+    path.write_text('{"lr": {"type": "loguniform", "low": 0.001, "high": 0.1}, "width": 32, "weight_decay": 0,'
+                    ' "batch_size": {"type": "choice", "values": [32, 64]}}')
+    assert tuning.load_search_space(path)["width"] == 32
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_invalid_search_space_is_a_usage_error(side, tmp_path):
+    path = tmp_path / "space.json"
+    path.write_text('{"lr": {"type": "loguniform", "low": 0.1, "high": 0.001}, "width": 32, "weight_decay": 0,'
+                    ' "batch_size": 64}')
+    proc = run(SCRIPT.format(side=side), "--smoke-test", "--search-space", path, "--output", tmp_path / "out")
+    assert proc.returncode == 2
+    assert "lower bound must be smaller" in last_line(proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "result.json").exists()
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["--search-space", "no/such/space.json"], 1, "error: search space file no/such/space.json not found"),
+    (["--metric", "val_acc"], 2, "--metric 'val_acc' is never reported by the trainable"),
+    (["--restore"], 1, "error: no Tune experiment to restore in"),
+])
+def test_bad_tune_input_is_one_clear_line(tmp_path, args, code, message):
+    proc = run(SCRIPT.format(side="ray_version"), "--smoke-test", *args, "--output", tmp_path / "empty")
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert message in last_line(proc.stderr)
+    assert "Traceback" not in proc.stderr
