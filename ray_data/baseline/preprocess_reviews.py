@@ -100,7 +100,8 @@ class ReviewClassifier:
 
 def read_shards(shards: list[Path]) -> pd.DataFrame:
     """The whole dataset as one DataFrame: every shard is read into memory."""
-    return pd.concat([pd.read_parquet(s) for s in tqdm(shards, desc="read", unit="shard")], ignore_index=True)
+    with tqdm(shards, desc="read", unit="shard") as progress:  # closed before an error message is printed
+        return pd.concat([pd.read_parquet(s) for s in progress], ignore_index=True)
 
 
 def run_pipeline(shards: list[Path], seed: int, batch_size: int, out: Path) -> dict[str, int]:
@@ -110,10 +111,8 @@ def run_pipeline(shards: list[Path], seed: int, batch_size: int, out: Path) -> d
     kept = tagged[tagged["drop_reason"].isna()].drop(columns=["drop_reason"])
     features = add_features(kept)
     classifier = ReviewClassifier(seed)
-    scored = [
-        classifier(features.iloc[start:start + batch_size])
-        for start in tqdm(range(0, len(features), batch_size), desc="inference", unit="batch")
-    ]
+    with tqdm(range(0, len(features), batch_size), desc="inference", unit="batch") as progress:
+        scored = [classifier(features.iloc[start:start + batch_size]) for start in progress]
     table = pa.Table.from_pandas(pd.concat(scored), preserve_index=False)
     pq.write_to_dataset(table, out, partition_cols=["rating"])
     return {reason: int(dropped.get(reason, 0)) for reason in REASONS}

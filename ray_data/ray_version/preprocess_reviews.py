@@ -172,6 +172,9 @@ def main() -> None:
     startup = time.perf_counter() - started
     cpus = int(ray.cluster_resources().get("CPU", 1))
     workers = args.workers or max(1, cpus // 2)
+    if workers >= cpus:  # the actors would hold every CPU and the reading tasks could never run: a hang
+        cli.fail(f"--workers {workers} would take all {cpus} Ray CPUs and leave none for reading; use at most "
+                 f"{cpus - 1}", code=2)
     print(f"Input: {len(shards)} shards in {args.input}, batch size {args.batch_size}, "
           f"{workers} inference actor(s) on {cpus} Ray CPUs")
     final, tmp = output / "reviews", output / f"reviews.tmp-{os.getpid()}"

@@ -1,0 +1,173 @@
+"""ray_data specifics: both Parquet outputs hold the same rows with the same values, the dropped-row counts are
+right, a re-run replaces the output, and bad input is one clear line with nothing half-written left behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import base_env, last_line, run
+from workshop import reviews
+
+SCRIPT = "ray_data/{side}/preprocess_reviews.py"
+SIDES = ("baseline", "ray_version")
+SMOKE_ROWS = 5_000
+PROB_TOL = 1e-6  # float32 model outputs: the two sides call the model on differently sized batches
+
+
+def read_output(folder):
+    """Every written row (the rating comes back from the hive partition folders), sorted by review_id."""
+    table = pads.dataset(folder, format="parquet", partitioning="hive").to_table()
+    table = table.set_column(table.schema.get_field_index("rating"), "rating", table["rating"].cast(pa.int64()))
+    return table.sort_by("review_id").to_pandas()
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data") / "reviews"
+    return reviews.write_dataset(folder, SMOKE_ROWS, seed=0, rows_per_shard=625)
+
+
+@pytest.fixture(scope="module")
+def outputs(ray_cluster, smoke_data, tmp_path_factory):
+    """Both sides run once on the same shards. The Ray output folder starts with a stale partition from
+    an 'earlier run', which a re-run must remove."""
+    folders = {}
+    for side in SIDES:
+        out = tmp_path_factory.mktemp(side)
+        stale = out / "reviews" / "rating=9"
+        stale.mkdir(parents=True)
+        pq.write_table(pa.table({"review_id": [-1]}), stale / "old.parquet")
+        env = ray_cluster.env(base_env()) if side == "ray_version" else base_env()
+        proc = run(SCRIPT.format(side=side), "--input", smoke_data, "--output", out, env=env, timeout=240)
+        assert proc.returncode == 0, f"{side}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        folders[side] = out
+    return folders
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(300)
+def test_outputs_hold_the_same_rows_with_the_same_values(outputs):
+    base, ray = (read_output(outputs[side] / "reviews") for side in SIDES)
+    assert len(base) > 0.9 * SMOKE_ROWS
+    assert list(base.columns) == list(ray.columns)
+    assert base["review_id"].tolist() == ray["review_id"].tolist()
+    assert base["review_id"].is_unique
+    for name in base.columns:
+        if name == "p_positive":
+            np.testing.assert_allclose(ray[name], base[name], rtol=0, atol=PROB_TOL)
+        elif base[name].dtype.kind == "f":
+            np.testing.assert_allclose(ray[name], base[name], rtol=1e-12, atol=0)
+        else:
+            assert base[name].tolist() == ray[name].tolist(), f"column {name} differs"
+    assert -1 not in ray["review_id"].tolist(), "the stale partition of an earlier run is still there"
+    for side in SIDES:
+        assert sorted(p.name for p in (outputs[side] / "reviews").iterdir()) == [f"rating={r}" for r in range(1, 6)]
+        assert sorted(p.name for p in outputs[side].iterdir()) == ["result.json", "reviews"]
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(300)
+def test_dropped_counts_match_the_raw_data(outputs, smoke_data):
+    raw = pq.read_table(smoke_data).to_pandas()
+    missing_text = raw["text"].isna()
+    missing_rating = ~missing_text & raw["rating"].isna()
+    out_of_range = ~missing_text & ~missing_rating & ~raw["rating"].between(1, 5)
+    results = {side: json.loads((outputs[side] / "result.json").read_text()) for side in SIDES}
+    for side, result in results.items():
+        dropped = result["answer"]["dropped"]
+        assert dropped["missing_text"] == missing_text.sum() > 0, side
+        assert dropped["missing_rating"] == missing_rating.sum() > 0, side
+        assert dropped["rating_out_of_range"] == out_of_range.sum() > 0, side
+        assert dropped["too_short"] > 0, side
+        assert result["answer"]["rows"] + sum(dropped.values()) == SMOKE_ROWS, side
+    assert results["baseline"]["answer"]["dropped"] == results["ray_version"]["answer"]["dropped"]
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(300)
+def test_kept_rows_are_clean_and_the_model_follows_the_rating(outputs):
+    rows = read_output(outputs["ray_version"] / "reviews")
+    assert (rows["n_words"] >= 3).all()
+    assert rows["rating"].between(1, 5).all()
+    assert not rows["text"].str.contains(r"[A-Z<>!]").any(), "text was not normalised"
+    positive_rate = rows.groupby("rating")["predicted_positive"].mean()
+    assert positive_rate[5] > 0.9 and positive_rate[1] < 0.1, positive_rate.to_dict()
+
+
+def write_bad_shard(folder, kind):
+    """A folder of good shards plus one bad one; returns the bad file."""
+    good = reviews.generate_shard(200, seed=0, shard=0)
+    pq.write_table(good, folder / "part-00000.parquet")
+    bad = folder / "part-00001.parquet"
+    if kind == "missing column":
+        pq.write_table(good.drop_columns(["rating"]), bad)
+    elif kind == "wrong type":
+        pq.write_table(good.set_column(2, "rating", good["rating"].cast(pa.string())), bad)
+    elif kind == "not parquet":
+        bad.write_text("review_id,text\n1,hello\n")
+    return bad
+
+
+BAD_INPUT = [(side, case) for side in SIDES for case in ("missing folder", "empty folder", "missing column",
+                                                         "wrong type", "not parquet")
+             if not (side == "ray_version" and case == "not parquet")]  # same check as the baseline: saves 5 s
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("side,case", BAD_INPUT)
+def test_bad_input_is_one_clear_line(side, case, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    expected = {"missing folder": "does not exist", "empty folder": "holds no *.parquet shards",
+                "missing column": "missing column 'rating'", "wrong type": "column 'rating' has type string",
+                "not parquet": "not a readable Parquet file"}[case]
+    if case != "missing folder":
+        data.mkdir()
+    if case not in ("missing folder", "empty folder"):
+        bad = write_bad_shard(data, case)
+        expected = f"shard {bad}: {expected}"
+    proc = run(SCRIPT.format(side=side), "--input", data, "--output", out, timeout=100)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert last_line(proc.stderr).startswith("error: ")
+    assert expected in last_line(proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert not (out / "reviews").exists() and not (out / "result.json").exists()
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("side", SIDES)
+def test_a_shard_that_breaks_mid_run_leaves_nothing_that_looks_complete(side, ray_cluster, smoke_data, tmp_path):
+    """The footer is fine (so the up-front check passes) but the data pages are garbage: the read fails
+    while the pipeline runs. The earlier output must survive and no temporary folder may be left."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(smoke_data, data)
+    shard = data / "part-00003.parquet"
+    corrupt = bytearray(shard.read_bytes())
+    corrupt[200:len(corrupt) // 2] = b"\x55" * (len(corrupt) // 2 - 200)
+    shard.write_bytes(bytes(corrupt))
+    earlier = out / "reviews" / "rating=5"
+    earlier.mkdir(parents=True)
+    (earlier / "earlier.parquet").write_bytes(b"from an earlier, complete run")
+    env = ray_cluster.env(base_env()) if side == "ray_version" else base_env()
+    proc = run(SCRIPT.format(side=side), "--input", data, "--output", out, env=env, timeout=200)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert last_line(proc.stderr).startswith("error: pipeline failed: ")
+    assert "snappy" in last_line(proc.stderr).lower() or "corrupt" in last_line(proc.stderr).lower()
+    assert sorted(p.name for p in out.iterdir()) == ["reviews"]  # no result.json, no reviews.tmp-*
+    assert (earlier / "earlier.parquet").exists()
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(120)
+def test_an_actor_pool_that_would_take_every_cpu_is_refused(ray_cluster, smoke_data, tmp_path):
+    proc = run(SCRIPT.format(side="ray_version"), "--input", smoke_data, "--workers", "64", "--output", tmp_path,
+               env=ray_cluster.env(base_env()), timeout=100)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "leave none for reading" in last_line(proc.stderr)
