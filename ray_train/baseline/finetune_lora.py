@@ -8,7 +8,7 @@ the adapter, loads it back onto a fresh copy of the base model, and measures and
 `--model tiny` (the default with --smoke-test) builds a tiny random-init Llama locally (seconds, no downloads).
 
 Twin: ray_train/ray_version/finetune_lora.py (diff the two files to see the Ray Train changes; the numbered
-comments [1]..[12] are explained in ray_train/README.md).
+comments are explained in ray_train/README.md).
 """
 
 from __future__ import annotations

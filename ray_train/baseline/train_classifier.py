@@ -98,15 +98,16 @@ def train_loop(config: dict) -> dict:
     val_loader = DataLoader(TensorDataset(torch.from_numpy(X_val), torch.from_numpy(y_val)), batch_size=1024)
 
     model = build_model(config["features"], config["hidden"], config["classes"])
+    state = load_checkpoint(config["resume_from"]) if config["resume_from"] else None
+    if state is not None:
+        model.load_state_dict(state["model"])
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
 
     start_epoch, history = 0, []
-    if config["resume_from"]:
-        state = load_checkpoint(config["resume_from"])
-        model.load_state_dict(state["model"])
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], state["history"]
-        print(f"Resumed from {config['resume_from']} (epoch {start_epoch} finished)")
+        print(f"Resumed from {config['resume_from']}: continuing after epoch {start_epoch}", flush=True)
 
     for epoch in range(start_epoch, config["epochs"]):
         started = time.perf_counter()

@@ -119,43 +119,41 @@ def train_loop(config: dict) -> None:
     val_loader = ray.train.torch.prepare_data_loader(val_loader, add_dist_sampler=False)
 
     model = build_model(config["features"], config["hidden"], config["classes"])
+    checkpoint = ray.train.get_checkpoint()  # [4] set when Ray Train restarted the workers after a failure
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:  # a local copy, wherever the storage is
+            state = load_checkpoint(folder)
+    else:
+        state = load_checkpoint(config["resume_from"]) if config["resume_from"] else None
+    if state is not None:
+        model.load_state_dict(state["model"])
     model = ray.train.torch.prepare_model(model)  # [3] DistributedDataParallel: gradients averaged every step
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
 
     start_epoch, history, recovery = 0, [], {}
-    checkpoint = ray.train.get_checkpoint()  # [4] set when Ray Train restarted the workers after a failure
-    resume_from = None
-    if checkpoint is not None:
-        resume_from = checkpoint.to_directory()  # a local copy, wherever the storage is
-    elif config["resume_from"]:
-        resume_from = config["resume_from"]
-    if resume_from:
-        state = load_checkpoint(resume_from)
-        model.module.load_state_dict(state["model"]) if hasattr(model, "module") else model.load_state_dict(state["model"])
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], state["history"]
         crash_marker = Path(config["storage"]) / CRASH_MARKER
-        if checkpoint is not None and crash_marker.exists():
+        if checkpoint is not None and crash_marker.exists():  # --inject-failure: time from the kill to here
             recovery = {"resumed_from_epoch": start_epoch,
                         "recovery_seconds": time.time() - float(crash_marker.read_text())}
         if rank == 0:
-            how = "after a worker failure" if checkpoint is not None else f"from {resume_from}"
-            print(f"Resumed {how}: continuing after epoch {start_epoch}", flush=True)
+            source = "the latest checkpoint after a worker failure" if checkpoint else config["resume_from"]
+            print(f"Resumed from {source}: continuing after epoch {start_epoch}", flush=True)
 
     for epoch in range(start_epoch, config["epochs"]):
         started = time.perf_counter()
         if world > 1:
             train_loader.sampler.set_epoch(epoch)  # [5] a new shuffle each epoch, the same on every worker
         crash = config["inject_failure"] and rank == world - 1 and epoch == config["epochs"] // 2
-        train_loss = train_epoch(model, train_loader, optimizer, Path(config["storage"]) / CRASH_MARKER if crash else None)
+        crash_marker = Path(config["storage"]) / CRASH_MARKER if crash else None
+        train_loss = train_epoch(model, train_loader, optimizer, crash_marker)
         train_seconds = time.perf_counter() - started
-        sums = torch.tensor([train_loss * len(train_loader.sampler) if world > 1 else train_loss, 1.0], dtype=torch.float64)
-        totals = evaluate(model, val_loader)
-        dist.all_reduce(totals)  # [6] add up the held-out sums of all workers: metrics over the whole split
-        val_loss_sum, correct, count = totals.tolist()
-        if world > 1:
-            dist.all_reduce(sums)  # the mean training loss over all workers' shards
-            train_loss = sums[0].item() / (len(train_loader.sampler) * world)
+        sums = torch.cat([evaluate(model, val_loader), torch.tensor([train_loss], dtype=torch.float64)])
+        dist.all_reduce(sums)  # [6] add up all workers' held-out sums (and training losses): whole-split metrics
+        val_loss_sum, correct, count, train_loss_sum = sums.tolist()
+        train_loss = train_loss_sum / world  # the shards are equally long: the mean of the workers' means
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss_sum / count,
                    "val_accuracy": correct / count, "train_seconds": train_seconds}
         # [7] report metrics and the checkpoint from every worker; only rank 0 writes the (identical) model
