@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -68,7 +69,7 @@ class Server:
         return self.proc.returncode
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def servers(request, tmp_path_factory):
     """Both servers up at once, the Ray one on the two-node test cluster."""
     cluster = request.getfixturevalue("ray_cluster")
@@ -94,39 +95,6 @@ BAD_REQUESTS = {
 }
 
 
-@pytest.mark.ray_cluster
-@pytest.mark.timeout(240)
-def test_bad_input_is_a_4xx_with_a_message_on_both_servers_which_keep_serving(servers):
-    answers = {}
-    for side, server in servers.items():
-        for name, (raw, expected) in BAD_REQUESTS.items():
-            status, body = serve_client.request(f"{server.url}/predict", "POST", raw=raw)
-            assert status == expected, f"{side} {name}: {status} {body}"
-            assert isinstance(body, dict) and body.get("detail"), f"{side} {name}: no message: {body}"
-            answers[side, name] = status
-        good = serve_client.predict(server.url, ["works great", "awful, broken"])  # still serving
-        assert [p["label"] in text_model.LABELS for p in good["predictions"]] == [True, True]
-        assert good["model"] == "v1"
-        assert serve_client.predict(server.url, ["works great"], model="v2")["model"] == "v2"
-    assert {n: s for (side, n), s in answers.items() if side == "baseline"} == \
-           {n: s for (side, n), s in answers.items() if side == "ray_version"}
-
-
-@pytest.mark.ray_cluster
-@pytest.mark.timeout(240)
-def test_load_test_checks_that_both_servers_agree(servers, tmp_path):
-    report_path = tmp_path / "report.json"
-    proc = run(LOAD_TEST, "--url", servers["ray_version"].url, "--compare-with", servers["baseline"].url,
-               "--requests", "40", "--concurrency", "8", "--texts-per-request", "2", "--json", report_path,
-               timeout=120)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "Agreement:" in proc.stdout and "p99" in proc.stdout
-    report = json.loads(report_path.read_text())
-    assert report["agreement"]["problems"] == [] and report["agreement"]["texts"] == 16
-    assert report["ok"] == 40 and report["failed"] == 0 and report["throughput_rps"] > 0
-    assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
-
-
 def test_disagreement_is_detected():
     disagreements = load_script(LOAD_TEST).disagreements
     a = [{"label": "positive", "scores": [0.1, 0.2, 0.7]}, {"label": "neutral", "scores": [0.2, 0.5, 0.3]}]
@@ -142,33 +110,6 @@ def test_load_test_without_a_server_fails_clearly():
     assert last_line(proc.stderr).startswith("error: no server answers at")
 
 
-@pytest.mark.ray_cluster
-@pytest.mark.timeout(240)
-def test_killed_replica_is_replaced_under_load(servers, tmp_path):
-    url = servers["ray_version"].url
-    old_pid = serve_client.request(f"{url}/info")[1]["pid"]
-    report_path = tmp_path / "report.json"
-    load = subprocess.Popen(
-        [sys.executable, LOAD_TEST, "--url", url, "--duration", "20", "--concurrency", "4", "--check-texts", "0",
-         "--json", str(report_path)],
-        cwd=ROOT, env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    time.sleep(6)  # the load is running
-    os.kill(old_pid, signal.SIGKILL)  # the model replica's process dies, as in an out-of-memory kill
-    out, _ = load.communicate(timeout=120)
-    assert load.returncode == 0, out[-3000:]
-    report = json.loads(report_path.read_text())
-    print(out)
-    assert report["ok"] > 0
-    assert set(report["errors_by_status"]) <= {"503"}, report["errors_by_status"]  # never a 500
-    if report["failed"]:  # requests in flight on the dead replica fail with 503; later ones succeed
-        assert report["recovery_seconds"] is not None and report["ok_after_last_failure"] > 0
-        assert "recovery" in out
-    new_pid = serve_client.request(f"{url}/info")[1]["pid"]
-    assert new_pid != old_pid, "Serve did not replace the killed replica"
-    assert serve_client.predict(url, ["works great"])["predictions"][0]["label"] in text_model.LABELS
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("side", SIDES)
 def test_port_in_use_is_one_clear_line(side):
@@ -181,3 +122,129 @@ def test_port_in_use_is_one_clear_line(side):
     assert last_line(proc.stderr) == f"error: port {port} is already in use on 127.0.0.1; " \
                                      "stop the program using it or pass --port"
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.ray_cluster
+class TestBothServersRunning:
+    """Both servers up at once (started once for this class, stopped with Ctrl-C after it)."""
+
+    @pytest.mark.timeout(240)
+    def test_bad_input_is_a_4xx_with_a_message_on_both_servers_which_keep_serving(self, servers):
+        answers = {}
+        for side, server in servers.items():
+            for name, (raw, expected) in BAD_REQUESTS.items():
+                status, body = serve_client.request(f"{server.url}/predict", "POST", raw=raw)
+                assert status == expected, f"{side} {name}: {status} {body}"
+                assert isinstance(body, dict) and body.get("detail"), f"{side} {name}: no message: {body}"
+                answers[side, name] = status
+            good = serve_client.predict(server.url, ["works great", "awful, broken"])  # still serving
+            assert [p["label"] in text_model.LABELS for p in good["predictions"]] == [True, True]
+            assert good["model"] == "v1"
+            assert serve_client.predict(server.url, ["works great"], model="v2")["model"] == "v2"
+        assert {n: s for (side, n), s in answers.items() if side == "baseline"} == \
+               {n: s for (side, n), s in answers.items() if side == "ray_version"}
+
+    @pytest.mark.timeout(240)
+    def test_load_test_checks_that_both_servers_agree(self, servers, tmp_path):
+        report_path = tmp_path / "report.json"
+        proc = run(LOAD_TEST, "--url", servers["ray_version"].url, "--compare-with", servers["baseline"].url,
+                   "--requests", "40", "--concurrency", "8", "--texts-per-request", "2", "--json", report_path,
+                   timeout=120)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "Agreement:" in proc.stdout and "p99" in proc.stdout
+        report = json.loads(report_path.read_text())
+        assert report["agreement"]["problems"] == [] and report["agreement"]["texts"] == 16
+        assert report["ok"] == 40 and report["failed"] == 0 and report["throughput_rps"] > 0
+        assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
+
+    @pytest.mark.timeout(240)
+    def test_killed_replica_is_replaced_under_load(self, servers, tmp_path):
+        url = servers["ray_version"].url
+        old_pid = serve_client.request(f"{url}/info")[1]["pid"]
+        report_path = tmp_path / "report.json"
+        load = subprocess.Popen(
+            [sys.executable, LOAD_TEST, "--url", url, "--duration", "14", "--concurrency", "4", "--check-texts", "0",
+             "--json", str(report_path)],
+            cwd=ROOT, env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        time.sleep(4)  # the load is running
+        os.kill(old_pid, signal.SIGKILL)  # the model replica's process dies, as in an out-of-memory kill
+        out, _ = load.communicate(timeout=120)
+        assert load.returncode == 0, out[-3000:]
+        report = json.loads(report_path.read_text())
+        print(out)
+        assert report["ok"] > 0
+        assert set(report["errors_by_status"]) <= {"503"}, report["errors_by_status"]  # never a 500
+        if report["failed"]:  # requests in flight on the dead replica fail with 503; later ones succeed
+            assert report["recovery_seconds"] is not None and report["ok_after_last_failure"] > 0
+            assert "recovery" in out
+        new_pid = serve_client.request(f"{url}/info")[1]["pid"]
+        assert new_pid != old_pid, "Serve did not replace the killed replica"
+        assert serve_client.predict(url, ["works great"])["predictions"][0]["label"] in text_model.LABELS
+
+
+CONFIG = ROOT / "ray_serve" / "serve_config.yaml"
+
+
+def test_config_file_names_importable_targets():
+    config = yaml.safe_load(CONFIG.read_text())
+    assert config["proxy_location"] == "HeadOnly" and config["http_options"]["host"] == "127.0.0.1"
+    (app,) = config["applications"]
+    module_name, attr = app["import_path"].split(":")
+    assert module_name == "ray_serve.ray_version.text_classifier_server"
+    script = load_script(module_name.replace(".", "/") + ".py")
+    from ray import serve
+
+    assert isinstance(getattr(script, attr), serve.Application)
+    names = {d["name"] for d in app["deployments"]}
+    assert names == {"ClassifierV1", "ClassifierV2", "TextClassifierAPI"}
+    for deployment in app["deployments"]:
+        if deployment["name"].startswith("Classifier"):
+            scaling = deployment["autoscaling_config"]
+            assert scaling["min_replicas"] <= scaling["max_replicas"] and scaling["target_ongoing_requests"] > 0
+            assert deployment["max_ongoing_requests"] > 32, "must exceed @serve.batch's max_batch_size"
+    assert app["deployments"][2]["user_config"] == {"default_model": "v1"}
+
+
+def serve_cli(*args, env):
+    proc = subprocess.run([str(Path(sys.executable).with_name("serve")), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def wait_for_info(url, predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, info = serve_client.request(f"{url}/info", timeout=5)
+            if status == 200 and predicate(info):
+                return info
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{url}/info never satisfied the condition")
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(300)
+def test_serve_deploy_of_the_config_and_an_in_place_upgrade(ray_cluster, tmp_path):
+    env = ray_cluster.env(base_env())
+    port = serve_client.free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = yaml.safe_load(CONFIG.read_text())
+    config["http_options"]["port"] = port
+    v1, v2 = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
+    v1.write_text(yaml.safe_dump(config))
+    config["applications"][0]["deployments"][2]["user_config"]["default_model"] = "v2"
+    v2.write_text(yaml.safe_dump(config))
+    try:
+        serve_cli("deploy", str(v1), "-a", ray_cluster.dashboard_url, env=env)
+        before = wait_for_info(url, lambda info: info["default_model"] == "v1")
+        assert serve_client.predict(url, ["works great"])["model"] == "v1"
+        serve_cli("deploy", str(v2), "-a", ray_cluster.dashboard_url, env=env)
+        after = wait_for_info(url, lambda info: info["default_model"] == "v2", timeout=60)
+        assert after["api_pid"] == before["api_pid"], "a user_config change should not restart the replica"
+        assert after["pid"] != before["pid"], "v2 is served by its own deployment"
+        assert serve_client.predict(url, ["works great"])["model"] == "v2"
+    finally:
+        serve_cli("shutdown", "-y", "-a", ray_cluster.dashboard_url, env=env)
