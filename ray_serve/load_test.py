@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from workshop import cli, serve_client, text_model
+from workshop import cli, serve_client, text_api
 
 
 def check_predictions(url: str, texts: list[str], model: str | None) -> list[dict]:
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--requests", type=cli.positive_int, default=None, help="total requests (default 200)")
     parser.add_argument("--duration", type=float, default=None, help="seconds of load instead of --requests")
     parser.add_argument("--texts-per-request", type=cli.positive_int, default=1, help="texts in each request")
-    parser.add_argument("--model", choices=text_model.MODEL_VERSIONS, default=None, help="model version to ask for")
+    parser.add_argument("--model", choices=text_api.MODEL_VERSIONS, default=None, help="model version to ask for")
     parser.add_argument("--check-texts", type=int, default=16, help="fixed texts whose predictions are reported")
     parser.add_argument("--compare-with", default=None, help="second server URL: check both agree before the load")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max score difference for agreement")
@@ -66,7 +66,7 @@ def main() -> None:
         cli.fail(f"no server answers at {url}; start one (see ray_serve/README.md) or pass --url")
 
     report: dict = {"url": url}
-    check = text_model.sample_texts(args.check_texts, seed=args.seed + 1)
+    check = text_api.sample_texts(args.check_texts, seed=args.seed + 1)
     if check:
         report["check_predictions"] = check_predictions(url, check, args.model)
     if args.compare_with:
@@ -80,7 +80,7 @@ def main() -> None:
         print(f"Agreement: {url} and {other} give the same predictions for {len(check)} texts "
               f"(tolerance {args.tolerance})")
 
-    texts = text_model.sample_texts(512, seed=args.seed)
+    texts = text_api.sample_texts(512, seed=args.seed)
     what = f"{args.requests} requests" if args.requests else f"{args.duration:g} s"
     print(f"Load: {what} at concurrency {args.concurrency} against {url}", flush=True)
     report.update(serve_client.run_load(url, texts, args.concurrency, args.requests, args.duration,

@@ -26,14 +26,15 @@ SIDES = ("baseline", "ray_version")
 def test_model_is_deterministic_and_versions_differ():
     texts = text_model.sample_texts(6, seed=3)
     encoded = [text_model.encode(t) for t in texts]
-    a = text_model.predict_encoded(text_model.build_model("v1", 0), encoded)
+    v1 = text_model.build_model("v1", 0)
+    a = text_model.predict_encoded(v1, encoded)
     b = text_model.predict_encoded(text_model.build_model("v1", 0), encoded)
     c = text_model.predict_encoded(text_model.build_model("v2", 0), encoded)
     assert a == b
     assert [p.scores for p in a] != [p.scores for p in c]
     assert all(abs(sum(p.scores) - 1) < 1e-4 and p.label in text_model.LABELS for p in a)
     # one batched forward pass gives what one pass per text gives, within the agreement tolerance
-    single = [text_model.predict_encoded(text_model.build_model("v1", 0), [e])[0] for e in encoded]
+    single = [text_model.predict_encoded(v1, [e])[0] for e in encoded]
     for batched, alone in zip(a, single):
         assert batched.label == alone.label
         assert max(abs(x - y) for x, y in zip(batched.scores, alone.scores)) < 1e-3
