@@ -26,6 +26,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 from torch import nn
+from tqdm import tqdm
 
 from workshop import cli, tuning
 
@@ -119,20 +120,23 @@ def claim(marker: str) -> bool:
         return False
 
 
-class StopAfter(tune.Callback):
-    """--stop-after: press Ctrl-C for the user once N trials have finished. Tune calls it in the driver."""
+class SearchProgress(tune.Callback):
+    """A progress bar over trials, and --stop-after (a Ctrl-C once N trials have finished). Runs in the driver."""
 
-    def __init__(self, trials: int):
-        self.trials, self.finished, self.fired = trials, 0, False
+    def __init__(self, num_samples: int, stop_after: int | None, disable: bool = False):
+        self.bar = tqdm(total=num_samples, desc="trials finished", unit="trial", disable=disable)
+        self.stop_after, self.fired = stop_after, False
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.finished += 1
-        if self.finished == self.trials:
+        if self.bar is None:  # a copy restored with the experiment (see __getstate__)
+            return
+        self.bar.update()
+        if self.bar.n == self.stop_after:
             self.fired = True
             os.kill(os.getpid(), signal.SIGINT)  # Tune saves the experiment state and returns, as on Ctrl-C
 
-    def __getstate__(self):  # Tune saves callbacks with the experiment: the restored copy must not stop again
-        return {"trials": 0, "finished": 0, "fired": False}
+    def __getstate__(self):  # Tune saves callbacks with the experiment; the restored copy stays silent
+        return {"bar": None, "stop_after": None, "fired": False}
 
 
 def run_search(space, data, args, experiment: Path, crash_marker: str | None, callbacks: list) -> tune.ResultGrid:
@@ -161,7 +165,7 @@ def run_search(space, data, args, experiment: Path, crash_marker: str | None, ca
                     num_to_keep=1, checkpoint_score_attribute=args.metric,
                     checkpoint_score_order=REPORTED_METRICS[args.metric],
                 ),  # keep each trial's best checkpoint, and its latest for resuming
-                callbacks=callbacks, verbose=0,
+                callbacks=callbacks, verbose=0,  # our own progress bar instead of Tune's tables
             ),
         )
     return tuner.fit()
@@ -225,10 +229,11 @@ def main() -> None:
           f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, Optuna + ASHA, "
           f"{ray.cluster_resources().get('CPU', 0):.0f} Ray CPUs")
 
-    stop_after = StopAfter(args.stop_after) if args.stop_after else None
+    progress = SearchProgress(args.num_samples, args.stop_after, disable=args.restore)  # restore: callbacks come back from storage
     fit_started = time.time()
     with cli.Timer() as timer:
-        results = run_search(space, data, args, experiment, crash_marker, [stop_after] if stop_after else [])
+        results = run_search(space, data, args, experiment, crash_marker, [] if args.restore else [progress])
+    progress.bar.close()
     if results.errors:  # a trial that failed more than max_failures times
         cli.fail(f"{len(results.errors)} trial(s) failed; first error: {str(results.errors[0]).strip().splitlines()[-1]}")
     frame = results.get_dataframe()  # one row per trial: its last reported metrics and its config
@@ -240,7 +245,7 @@ def main() -> None:
     stopped_early = int((frame["training_iteration"] < args.epochs).sum())
     history = [r.metrics_dataframe for r in results]  # one row per reported epoch, per trial
     resumed = sum(int((h["resumed_from_epoch"] > 0).any()) for h in history if "resumed_from_epoch" in h)
-    complete = len(frame) == args.num_samples and not (stop_after and stop_after.fired)  # else: Ctrl-C
+    complete = len(frame) == args.num_samples and not progress.fired  # else: Ctrl-C
 
     columns = {f"config/{k}": k for k in tuning.HYPERPARAMETERS}
     table = frame[["trial_id", *columns, "training_iteration", "val_accuracy"]].rename(columns=columns)
