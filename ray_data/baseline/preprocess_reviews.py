@@ -6,7 +6,7 @@ batches, and write the enriched rows to Parquet partitioned by star rating. pand
 dataset in memory at once, so the peak memory grows with the input.
 
 Twin: ray_data/ray_version/preprocess_reviews.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[8] are explained in ray_data/README.md).
+comments [1]..[9] are explained in ray_data/README.md).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ MIN_WORDS = 3
 def find_shards(folder: Path) -> list[Path]:
     """Every Parquet shard in `folder`, each checked for the expected columns and types (footers only)."""
     if not folder.is_dir():
-        cli.fail(f"input folder {folder} does not exist; generate one with: python ray_data/generate_reviews.py")
+        cli.fail(f"input folder {folder} does not exist; make one with: python ray_data/generate_reviews.py")
     shards = sorted(folder.glob("*.parquet"))
     if not shards:
         cli.fail(f"input folder {folder} holds no *.parquet shards")
@@ -92,7 +92,8 @@ class ReviewClassifier:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         ids, offsets = reviews.encode(batch["text"])
-        numeric = torch.tensor(np.stack([batch["n_words"] / 50.0, batch["helpful_log"]], axis=1), dtype=torch.float32)
+        numeric = np.stack([batch["n_words"] / 50.0, batch["helpful_log"]], axis=1)
+        numeric = torch.tensor(numeric, dtype=torch.float32)
         with torch.inference_mode():
             p_positive = self.model(ids, offsets, numeric).numpy()
         return batch.assign(p_positive=p_positive, predicted_positive=p_positive >= 0.5)
@@ -120,7 +121,8 @@ def run_pipeline(shards: list[Path], seed: int, batch_size: int, out: Path) -> d
 
 def summarize(out: Path) -> dict[str, float | int]:
     """A compact digest of the written rows, read back from disk: what both sides must agree on."""
-    table = pq.read_table(out, columns=["n_words", "n_chars", "avg_word_len", "p_positive", "predicted_positive"])
+    names = ["n_words", "n_chars", "avg_word_len", "p_positive", "predicted_positive"]
+    table = pq.read_table(out, columns=names)
     sums = {name: table.column(name).to_numpy().astype("float64").sum() for name in table.column_names}
     return {
         "rows": table.num_rows,
@@ -144,7 +146,7 @@ def first_error_line(exc: BaseException) -> str:
 def main() -> None:
     parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
     parser.add_argument("--input", type=Path, default=None,
-                        help="folder of Parquet shards (default: generate --rows reviews once into outputs/data/)")
+                        help="folder of Parquet shards (default: generate --rows reviews, once)")
     parser.add_argument("--rows", type=cli.positive_int, default=4_000_000,
                         help="reviews to generate when --input is not given (generation is not timed)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=4096, help="rows per inference batch")

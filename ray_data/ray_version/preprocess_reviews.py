@@ -6,7 +6,7 @@ batches, and write the enriched rows to Parquet partitioned by star rating. Ray 
 through the steps on all CPUs of the cluster, so the driver's memory stays flat however large the input.
 
 Twin: ray_data/baseline/preprocess_reviews.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[8] are explained in ray_data/README.md).
+comments [1]..[9] are explained in ray_data/README.md).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ MIN_WORDS = 3
 def find_shards(folder: Path) -> list[Path]:
     """Every Parquet shard in `folder`, each checked for the expected columns and types (footers only)."""
     if not folder.is_dir():
-        cli.fail(f"input folder {folder} does not exist; generate one with: python ray_data/generate_reviews.py")
+        cli.fail(f"input folder {folder} does not exist; make one with: python ray_data/generate_reviews.py")
     shards = sorted(folder.glob("*.parquet"))
     if not shards:
         cli.fail(f"input folder {folder} holds no *.parquet shards")
@@ -96,7 +96,8 @@ class ReviewClassifier:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         ids, offsets = reviews.encode(batch["text"])
-        numeric = torch.tensor(np.stack([batch["n_words"] / 50.0, batch["helpful_log"]], axis=1), dtype=torch.float32)
+        numeric = np.stack([batch["n_words"] / 50.0, batch["helpful_log"]], axis=1)
+        numeric = torch.tensor(numeric, dtype=torch.float32)
         with torch.inference_mode():
             p_positive = self.model(ids, offsets, numeric).numpy()
         return batch.assign(p_positive=p_positive, predicted_positive=p_positive >= 0.5)
@@ -109,18 +110,20 @@ def read_shards(shards: list[Path]) -> ray.data.Dataset:
 
 def run_pipeline(shards: list[Path], seed: int, batch_size: int, workers: int, out: Path) -> dict[str, int]:
     """Read -> clean -> drop -> features -> inference -> write. Returns the dropped-row counts by reason."""
-    tagged = read_shards(shards).map_batches(clean_reviews, batch_format="pandas", batch_size=None)  # [3] per block
-    kept = tagged.filter(expr=col("drop_reason").is_null()).drop_columns(["drop_reason"])  # [4] an Arrow filter
+    tagged = read_shards(shards).map_batches(clean_reviews, batch_format="pandas", batch_size=None)  # [3]
+    kept = tagged.filter(expr=col("drop_reason").is_null()).drop_columns(["drop_reason"])  # [4] Arrow filter
     features = kept.map_batches(add_features, batch_format="pandas", batch_size=None)
     scored = features.map_batches(
-        ReviewClassifier,  # [5] a class: each actor of the pool builds the model once, then scores many batches
+        ReviewClassifier,  # [5] a class: each actor of the pool builds the model once, scores many batches
         fn_constructor_kwargs={"seed": seed},
         batch_size=batch_size,  # [6] rows per model call; blocks are re-batched to this size
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=1,  # one CPU (and one torch thread) per actor; the other CPUs stay free for the reading tasks
+        num_cpus=1,  # one CPU (and one torch thread) per actor; the other CPUs stay free for reading
     )
-    scored.write_parquet(str(out.resolve()), partition_cols=["rating"], mode=ray.data.SaveMode.OVERWRITE)  # [7]
+    scored.write_parquet(  # [7] the write runs the whole plan, streaming
+        str(out.resolve()), partition_cols=["rating"], mode=ray.data.SaveMode.OVERWRITE
+    )
     dropped = tagged.select_columns(["drop_reason"]).aggregate(ValueCounter(on="drop_reason"))  # [8] 2nd pass
     dropped = dict(zip(*dropped["value_counter(drop_reason)"].values()))
     return {reason: int(dropped.get(reason, 0)) for reason in REASONS}
@@ -130,7 +133,7 @@ def summarize(out: Path) -> dict[str, float | int]:
     """A compact digest of the written rows, read back from disk: what both sides must agree on."""
     names = ["n_words", "n_chars", "avg_word_len", "p_positive", "predicted_positive"]
     written = ray.data.read_parquet(str(out.resolve())).select_columns(names)
-    sums = written.aggregate(Count(), *(Sum(name, alias_name=name) for name in names))  # streamed, not collected
+    sums = written.aggregate(Count(), *(Sum(name, alias_name=name) for name in names))  # [9] sums, not rows
     return {
         "rows": int(sums["count()"]),
         "sum_n_words": int(sums["n_words"]),
@@ -153,7 +156,7 @@ def first_error_line(exc: BaseException) -> str:
 def main() -> None:
     parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
     parser.add_argument("--input", type=Path, default=None,
-                        help="folder of Parquet shards (default: generate --rows reviews once into outputs/data/)")
+                        help="folder of Parquet shards (default: generate --rows reviews, once)")
     parser.add_argument("--rows", type=cli.positive_int, default=4_000_000,
                         help="reviews to generate when --input is not given (generation is not timed)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=4096, help="rows per inference batch")
@@ -173,8 +176,8 @@ def main() -> None:
     cpus = int(ray.cluster_resources().get("CPU", 1))
     workers = args.workers or max(1, cpus // 2)
     if workers >= cpus:  # the actors would hold every CPU and the reading tasks could never run: a hang
-        cli.fail(f"--workers {workers} would take all {cpus} Ray CPUs and leave none for reading; use at most "
-                 f"{cpus - 1}", code=2)
+        cli.fail(f"--workers {workers} would take all {cpus} Ray CPUs and leave none for reading; "
+                 f"use at most {cpus - 1}", code=2)
     print(f"Input: {len(shards)} shards in {args.input}, batch size {args.batch_size}, "
           f"{workers} inference actor(s) on {cpus} Ray CPUs")
     final, tmp = output / "reviews", output / f"reviews.tmp-{os.getpid()}"
@@ -192,8 +195,8 @@ def main() -> None:
     print(f"Kept {answer['rows']:,} of {rows:,} rows; dropped: "
           + ", ".join(f"{reason} {count:,}" for reason, count in dropped.items()))
     print(f"{answer['predicted_positive']:,} reviews scored positive; output: {final}")
-    print(f"Work time: {timer.seconds:.2f} s ({rows / timer.seconds:,.0f} rows/s; Ray start-up {startup:.1f} s, "
-          "not included)")
+    print(f"Work time: {timer.seconds:.2f} s ({rows / timer.seconds:,.0f} rows/s; "
+          f"Ray start-up {startup:.1f} s, not included)")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer=answer, input=str(args.input), shards=len(shards), input_rows=rows,
