@@ -22,7 +22,7 @@ def main() -> None:
         description=__doc__.strip().splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--rows", type=cli.positive_int, default=4_000_000, help="reviews to generate")
-    parser.add_argument("--rows-per-shard", type=cli.positive_int, default=100_000, help="rows per Parquet file")
+    parser.add_argument("--rows-per-shard", type=cli.positive_int, default=100_000, help="rows per file")
     parser.add_argument("--smoke-test", action="store_true", help="5,000 rows in 8 shards")
     parser.add_argument("--seed", type=int, default=0, help="seed; same seed, same data")
     parser.add_argument("--output", type=Path, default=Path("outputs/data/reviews"), help="folder (replaced)")
@@ -32,9 +32,10 @@ def main() -> None:
     with cli.Timer() as timer:
         folder = reviews.write_dataset(args.output, args.rows, args.seed, args.rows_per_shard,
                                        progress=lambda shards: tqdm(shards, desc="shards"))
-    size = sum(p.stat().st_size for p in folder.glob("*.parquet"))
-    print(f"Wrote {args.rows:,} reviews in {len(list(folder.glob('*.parquet')))} shards ({size / 1e6:,.0f} MB) "
-          f"to {folder} in {timer.seconds:.1f} s")
+    files = list(folder.glob("*.parquet"))
+    size = sum(p.stat().st_size for p in files)
+    print(f"Wrote {args.rows:,} reviews in {len(files)} shards ({size / 1e6:,.0f} MB) to {folder} "
+          f"in {timer.seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""ray_data specifics: both Parquet outputs hold the same rows with the same values, the dropped-row counts are
-right, a re-run replaces the output, and bad input is one clear line with nothing half-written left behind."""
+"""ray_data specifics: both Parquet outputs hold the same rows with the same values, the dropped-row counts
+are right, a re-run replaces the output, and bad input is one clear line with nothing half-written left."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ PROB_TOL = 1e-6  # float32 model outputs: the two sides call the model on differ
 def read_output(folder):
     """Every written row (the rating comes back from the hive partition folders), sorted by review_id."""
     table = pads.dataset(folder, format="parquet", partitioning="hive").to_table()
-    table = table.set_column(table.schema.get_field_index("rating"), "rating", table["rating"].cast(pa.int64()))
+    rating = table.schema.get_field_index("rating")
+    table = table.set_column(rating, "rating", table["rating"].cast(pa.int64()))
     return table.sort_by("review_id").to_pandas()
 
 
@@ -68,7 +69,8 @@ def test_outputs_hold_the_same_rows_with_the_same_values(outputs):
             assert base[name].tolist() == ray[name].tolist(), f"column {name} differs"
     assert -1 not in ray["review_id"].tolist(), "the stale partition of an earlier run is still there"
     for side in SIDES:
-        assert sorted(p.name for p in (outputs[side] / "reviews").iterdir()) == [f"rating={r}" for r in range(1, 6)]
+        partitions = sorted(p.name for p in (outputs[side] / "reviews").iterdir())
+        assert partitions == [f"rating={r}" for r in range(1, 6)]
         assert sorted(p.name for p in outputs[side].iterdir()) == ["result.json", "reviews"]
 
 
@@ -117,7 +119,7 @@ def write_bad_shard(folder, kind):
 
 BAD_INPUT = [(side, case) for side in SIDES for case in ("missing folder", "empty folder", "missing column",
                                                          "wrong type", "not parquet")
-             if not (side == "ray_version" and case == "not parquet")]  # same check as the baseline: saves 5 s
+             if not (side == "ray_version" and case == "not parquet")]  # same code as the baseline: saves 5 s
 
 
 @pytest.mark.timeout(120)
@@ -143,7 +145,8 @@ def test_bad_input_is_one_clear_line(side, case, tmp_path):
 @pytest.mark.ray_cluster
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("side", SIDES)
-def test_a_shard_that_breaks_mid_run_leaves_nothing_that_looks_complete(side, ray_cluster, smoke_data, tmp_path):
+def test_a_shard_that_breaks_mid_run_leaves_no_output_that_looks_complete(side, ray_cluster, smoke_data,
+                                                                          tmp_path):
     """The footer is fine (so the up-front check passes) but the data pages are garbage: the read fails
     while the pipeline runs. The earlier output must survive and no temporary folder may be left."""
     data, out = tmp_path / "data", tmp_path / "out"
@@ -167,7 +170,7 @@ def test_a_shard_that_breaks_mid_run_leaves_nothing_that_looks_complete(side, ra
 @pytest.mark.ray_cluster
 @pytest.mark.timeout(120)
 def test_an_actor_pool_that_would_take_every_cpu_is_refused(ray_cluster, smoke_data, tmp_path):
-    proc = run(SCRIPT.format(side="ray_version"), "--input", smoke_data, "--workers", "64", "--output", tmp_path,
-               env=ray_cluster.env(base_env()), timeout=100)
+    proc = run(SCRIPT.format(side="ray_version"), "--input", smoke_data, "--workers", "64",
+               "--output", tmp_path, env=ray_cluster.env(base_env()), timeout=100)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "leave none for reading" in last_line(proc.stderr)

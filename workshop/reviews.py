@@ -44,7 +44,8 @@ NEUTRAL = _neutral_words()
 VOCAB = ["<unk>", *POSITIVE, *NEGATIVE, *NEUTRAL]  # the model's word-level vocabulary; id 0 = unknown
 # Surface forms in raw reviews: lower case, Capitalised, SHOUTED, with a trailing "!", plus HTML line breaks.
 _SURFACE = np.array(
-    [w for base in VOCAB[1:] for w in (base, base.capitalize(), base.upper(), base + "!")] + ["<br/>", "<br />"],
+    [w for base in VOCAB[1:] for w in (base, base.capitalize(), base.upper(), base + "!")]
+    + ["<br/>", "<br />"],
     dtype=object,
 )
 _N_BASE = len(VOCAB) - 1
@@ -109,14 +110,15 @@ def write_dataset(folder: Path, rows: int, seed: int, rows_per_shard: int = 100_
     shards = range((rows + rows_per_shard - 1) // rows_per_shard)
     for shard in progress(shards) if progress else shards:
         n = min(rows_per_shard, rows - shard * rows_per_shard)
-        pq.write_table(generate_shard(n, seed, shard), tmp / f"part-{shard:05d}.parquet", row_group_size=25_000)
+        table = generate_shard(n, seed, shard)
+        pq.write_table(table, tmp / f"part-{shard:05d}.parquet", row_group_size=25_000)
     (tmp / COMPLETE_MARKER).write_text(f"rows={rows} seed={seed}\n")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
 
 
-def cached_dataset(rows: int, seed: int, root: Path = Path("outputs") / "data" / "ray_data", progress=None) -> Path:
+def cached_dataset(rows: int, seed: int, root: Path = Path("outputs/data/ray_data"), progress=None) -> Path:
     """The generated dataset for (rows, seed), made once and reused: generation is never part of a timing."""
     folder = root / f"reviews_rows{rows}_seed{seed}"
     if not (folder / COMPLETE_MARKER).exists():  # at least 8 shards, at most 100,000 rows each

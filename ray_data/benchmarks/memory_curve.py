@@ -49,14 +49,15 @@ def tree_pss(proc: psutil.Process) -> int:
 
 def measure(side: str, data: Path, out: Path, cap_mb: float | None = None, timeout: float = 900) -> dict:
     """Run one side on `data`; peak driver RSS and tree PSS in MB, wall time, and whether it was capped."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # a private local Ray, its own children
+    # No RAY_ADDRESS: the Ray side starts a private local Ray whose processes are children we can measure.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env["PYTHONUNBUFFERED"] = "1"
     log = out.with_suffix(".log")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with open(log, "w") as log_file:
-        proc = subprocess.Popen([sys.executable, SCRIPT.format(side=side), "--input", str(data), "--output", str(out)],
-                                cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        command = [sys.executable, SCRIPT.format(side=side), "--input", str(data), "--output", str(out)]
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         ps = psutil.Process(proc.pid)
         peak = {"driver": 0, "tree": 0, "killed": False}
 
@@ -99,11 +100,11 @@ def main() -> None:
         description=__doc__.strip().splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--rows", type=cli.positive_int, default=400_000, help="reviews at 1x")
-    parser.add_argument("--factor", type=cli.positive_int, default=4, help="the larger input is factor x rows")
+    parser.add_argument("--factor", type=cli.positive_int, default=4, help="larger input = factor x rows")
     parser.add_argument("--cap-mb", type=float, default=None,
-                        help="driver memory cap for the cap run (default: halfway between the Ray driver's and the "
-                             "baseline's peak at the larger size)")
-    parser.add_argument("--smoke-test", action="store_true", help="20,000 and 40,000 rows: checks that it runs")
+                        help="driver memory cap for the cap run (default: halfway between the Ray driver's "
+                             "and the baseline's peak at the larger size)")
+    parser.add_argument("--smoke-test", action="store_true", help="20,000 and 40,000 rows (a check)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the generated reviews")
     parser.add_argument("--output", type=Path, default=Path("reports"), help="folder for the report files")
     args = parser.parse_args()
@@ -129,8 +130,9 @@ def main() -> None:
         print(f"{side} on {sizes[-1]:,} rows under a {cap:,} MB driver cap ...", flush=True)
         run = measure(side, data[sizes[-1]], work / f"{side}_{sizes[-1]}_capped", cap_mb=cap)
         capped.append({"rows": sizes[-1], "cap_mb": cap, **run})
-        print(f"  {'completed' if run['completed'] else 'FAILED'}"
-              f"{' (killed at the cap)' if run['killed_by_cap'] else ''}, driver peak {run['driver_peak_mb']:,} MB")
+        killed = " (killed at the cap)" if run["killed_by_cap"] else ""
+        status = "completed" if run["completed"] else "FAILED"
+        print(f"  {status}{killed}, driver peak {run['driver_peak_mb']:,} MB")
 
     report = {"sizes": sizes, "curve": curve, "cap_mb": cap, "capped": capped, "versions": cli.versions(),
               "cpu_count": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
