@@ -55,9 +55,9 @@ def test_ray_train_recovers_from_a_killed_worker_process(ray_cluster, tmp_path, 
     details = result["details"]
     assert details["injected_failure"] is True, "the worker was never killed"
     assert "killing worker process" in proc.stdout + proc.stderr
-    # the kill happens halfway through epoch 4 of 6; the latest checkpoint then is epoch 3 (2 if the controller
-    # had not yet registered epoch 3's report when the worker died)
-    assert details["resumed_from_epoch"] in (2, 3)
+    # the kill happens halfway through epoch 4 of 6: the latest checkpoint is epoch 3's, or an earlier one if the
+    # controller had not yet taken in the last report(s) when the worker died; never a fresh start
+    assert 1 <= details["resumed_from_epoch"] <= 3
     assert 0 < details["recovery_seconds"] < 300
     assert f"resumed from the epoch {details['resumed_from_epoch']} checkpoint" in proc.stdout
     assert result["answer"]["epochs"] == 6 and result["answer"]["loss_fell"] is True
