@@ -109,8 +109,8 @@ def test_a_missing_model_folder_is_one_clear_line(tmp_path):
 
 
 @pytest.mark.ray_cluster
-@pytest.mark.timeout(90)
-def test_more_workers_than_the_cluster_can_place_fails_fast(ray_cluster, tmp_path):
+@pytest.mark.timeout(180)
+def test_more_workers_or_gpus_than_the_cluster_has_fail_fast(ray_cluster, tmp_path):
     # finetune_lora.py runs the same check_cluster_fits() before its TorchTrainer
     proc = run(CLASSIFIER.format(side="ray_version"), "--smoke-test", "--workers", "64", "--batch-size", "64",
                "--output", tmp_path, env=ray_cluster.env(base_env()), timeout=80)
@@ -118,6 +118,10 @@ def test_more_workers_than_the_cluster_can_place_fails_fast(ray_cluster, tmp_pat
     assert "--workers 64: the Ray cluster has only 8 CPUs" in last_line(proc.stderr)
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "result.json").exists()
+    proc = run(CLASSIFIER.format(side="ray_version"), "--smoke-test", "--use-gpu", "--output", tmp_path,
+               env=ray_cluster.env(base_env()), timeout=80)
+    assert proc.returncode == 1
+    assert "--use-gpu: this Ray cluster has no GPUs" in last_line(proc.stderr)
 
 
 @pytest.mark.timeout(30)
