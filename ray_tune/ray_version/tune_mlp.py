@@ -156,6 +156,7 @@ def run_search(space, data, args, experiment: Path, crash_marker: str | None, ca
                 search_alg=OptunaSearch(seed=args.seed),  # [6] a model-based searcher proposes configurations
                 scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [7] stops laggards
                 max_concurrent_trials=args.max_concurrent_trials or None,
+                reuse_actors=True,  # the process of a finished trial runs the next one: no process start per trial
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",  # short folder names
             ),
             run_config=tune.RunConfig(
