@@ -1,5 +1,6 @@
 """ray_serve specifics: one API contract on both servers (same answers, same 4xx for bad input, the server keeps
-serving), a clear error for a port in use, a killed Ray Serve replica replaced under load, the config file."""
+serving), a clear error for a port in use, a killed Ray Serve replica replaced under load, the config file
+deployed with `serve deploy` and upgraded in place."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -70,18 +72,50 @@ class Server:
         return self.proc.returncode
 
 
+CONFIG = ROOT / "ray_serve" / "serve_config.yaml"
+
+
+def serve_cli(*args, env):
+    proc = subprocess.run([str(Path(sys.executable).with_name("serve")), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def wait_for_info(url, predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, info = serve_client.request(f"{url}/info", timeout=5)
+            if status == 200 and predicate(info):
+                return info
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{url}/info never satisfied the condition")
+
+
 @pytest.fixture(scope="class")
 def servers(request, tmp_path_factory):
-    """Both servers up at once, the Ray one on the two-node test cluster."""
+    """Both servers up at once: the baseline as a person starts it (stopped with Ctrl-C at the end), the Ray
+    version deployed from ray_serve/serve_config.yaml with `serve deploy` on the two-node test cluster."""
     cluster = request.getfixturevalue("ray_cluster")
-    logs = tmp_path_factory.mktemp("servers")
-    started = {"baseline": Server("baseline", base_env(), logs / "baseline.log")}
+    folder = tmp_path_factory.mktemp("servers")
+    baseline = Server("baseline", base_env(), folder / "baseline.log")
+    env = cluster.env(base_env())
+    port = serve_client.free_port()
+    config = yaml.safe_load(CONFIG.read_text())
+    config["http_options"]["port"] = port
+    (folder / "v1.yaml").write_text(yaml.safe_dump(config))
+    ray_side = SimpleNamespace(url=f"http://127.0.0.1:{port}", dashboard=cluster.dashboard_url, env=env,
+                               config=config)
     try:
-        started["ray_version"] = Server("ray_version", cluster.env(base_env()), logs / "ray_version.log")
-        yield started
+        serve_cli("deploy", str(folder / "v1.yaml"), "-a", cluster.dashboard_url, env=env)
+        serve_client.wait_until_healthy(ray_side.url, timeout=180)
+        yield {"baseline": baseline, "ray_version": ray_side}
     finally:
-        codes = {side: server.stop() for side, server in started.items()}
-    assert codes == {side: 0 for side in started}, f"servers did not stop cleanly on Ctrl-C: {codes}"
+        serve_cli("shutdown", "-y", "-a", cluster.dashboard_url, env=env)
+        code = baseline.stop()
+    assert code == 0, f"the baseline did not stop cleanly on Ctrl-C: {code}"
 
 
 BAD_REQUESTS = {
@@ -127,7 +161,7 @@ def test_port_in_use_is_one_clear_line(side):
 
 @pytest.mark.ray_cluster
 class TestBothServersRunning:
-    """Both servers up at once (started once for this class, stopped with Ctrl-C after it)."""
+    """Both servers up at once (started once for this class); the upgrade test runs last."""
 
     @pytest.mark.timeout(240)
     def test_bad_input_is_a_4xx_with_a_message_on_both_servers_which_keep_serving(self, servers):
@@ -164,11 +198,11 @@ class TestBothServersRunning:
         old_pid = serve_client.request(f"{url}/info")[1]["pid"]
         report_path = tmp_path / "report.json"
         load = subprocess.Popen(
-            [sys.executable, LOAD_TEST, "--url", url, "--duration", "14", "--concurrency", "4", "--check-texts", "0",
+            [sys.executable, LOAD_TEST, "--url", url, "--duration", "10", "--concurrency", "4", "--check-texts", "0",
              "--json", str(report_path)],
             cwd=ROOT, env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        time.sleep(4)  # the load is running
+        time.sleep(3)  # the load is running
         os.kill(old_pid, signal.SIGKILL)  # the model replica's process dies, as in an out-of-memory kill
         out, _ = load.communicate(timeout=120)
         assert load.returncode == 0, out[-3000:]
@@ -183,6 +217,20 @@ class TestBothServersRunning:
         assert new_pid != old_pid, "Serve did not replace the killed replica"
         assert serve_client.predict(url, ["works great"])["predictions"][0]["label"] in text_model.LABELS
 
+
+    @pytest.mark.timeout(240)
+    def test_in_place_upgrade_through_the_config_file(self, servers, tmp_path):
+        ray_side = servers["ray_version"]
+        before = wait_for_info(ray_side.url, lambda info: info["default_model"] == "v1")
+        config = ray_side.config
+        config["applications"][0]["deployments"][2]["user_config"]["default_model"] = "v2"
+        v2 = tmp_path / "v2.yaml"
+        v2.write_text(yaml.safe_dump(config))
+        serve_cli("deploy", str(v2), "-a", ray_side.dashboard, env=ray_side.env)
+        after = wait_for_info(ray_side.url, lambda info: info["default_model"] == "v2", timeout=60)
+        assert after["api_pid"] == before["api_pid"], "a user_config change should not restart the replica"
+        assert after["pid"] != before["pid"], "v2 is served by its own deployment"
+        assert serve_client.predict(ray_side.url, ["works great"])["model"] == "v2"
 
 CONFIG = ROOT / "ray_serve" / "serve_config.yaml"
 
@@ -205,47 +253,3 @@ def test_config_file_names_importable_targets():
             assert scaling["min_replicas"] <= scaling["max_replicas"] and scaling["target_ongoing_requests"] > 0
             assert deployment["max_ongoing_requests"] > 32, "must exceed @serve.batch's max_batch_size"
     assert app["deployments"][2]["user_config"] == {"default_model": "v1"}
-
-
-def serve_cli(*args, env):
-    proc = subprocess.run([str(Path(sys.executable).with_name("serve")), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-
-
-def wait_for_info(url, predicate, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            status, info = serve_client.request(f"{url}/info", timeout=5)
-            if status == 200 and predicate(info):
-                return info
-        except OSError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"{url}/info never satisfied the condition")
-
-
-@pytest.mark.ray_cluster
-@pytest.mark.timeout(300)
-def test_serve_deploy_of_the_config_and_an_in_place_upgrade(ray_cluster, tmp_path):
-    env = ray_cluster.env(base_env())
-    port = serve_client.free_port()
-    url = f"http://127.0.0.1:{port}"
-    config = yaml.safe_load(CONFIG.read_text())
-    config["http_options"]["port"] = port
-    v1, v2 = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
-    v1.write_text(yaml.safe_dump(config))
-    config["applications"][0]["deployments"][2]["user_config"]["default_model"] = "v2"
-    v2.write_text(yaml.safe_dump(config))
-    try:
-        serve_cli("deploy", str(v1), "-a", ray_cluster.dashboard_url, env=env)
-        before = wait_for_info(url, lambda info: info["default_model"] == "v1")
-        assert serve_client.predict(url, ["works great"])["model"] == "v1"
-        serve_cli("deploy", str(v2), "-a", ray_cluster.dashboard_url, env=env)
-        after = wait_for_info(url, lambda info: info["default_model"] == "v2", timeout=60)
-        assert after["api_pid"] == before["api_pid"], "a user_config change should not restart the replica"
-        assert after["pid"] != before["pid"], "v2 is served by its own deployment"
-        assert serve_client.predict(url, ["works great"])["model"] == "v2"
-    finally:
-        serve_cli("shutdown", "-y", "-a", ray_cluster.dashboard_url, env=env)
