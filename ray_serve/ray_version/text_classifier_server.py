@@ -11,7 +11,7 @@ short load test, writes result.json and exits. The same app runs from the config
 ray_serve/serve_config.yaml with `serve run` / `serve deploy` (see ray_serve/README.md).
 
 Twin: ray_serve/baseline/text_classifier_server.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[9] are explained in ray_serve/README.md).
+comments [1]..[14] are explained in ray_serve/README.md).
 """
 
 from __future__ import annotations
