@@ -28,7 +28,8 @@ def run_side(side: str, args: list[str], output: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     command = [sys.executable, SCRIPT.format(side=side), *args, "--output", str(output)]
     print("$", " ".join(command[1:]), flush=True)
-    proc = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          check=False)
     if proc.returncode != 0:
         sys.exit(f"error: {side} failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads((output / "result.json").read_text())
@@ -44,6 +45,10 @@ def best_so_far(trace: list[list[float]]) -> list[tuple[float, float]]:
 
 def time_to_reach(curve: list[tuple[float, float]], target: float) -> float | None:
     return next((seconds for seconds, best in curve if best >= target), None)
+
+
+def fmt(value: float | None, spec: str = ".1f") -> str:
+    return "not reached" if value is None else format(value, spec)
 
 
 def main() -> None:
@@ -85,21 +90,20 @@ def main() -> None:
         "epochs_run": {side: results[side]["details"]["epochs_run"] for side in SIDES},
         "compute_saved": 1 - tune["details"]["epochs_run"] / base["details"]["epochs_run"],
     }
-    fmt = lambda v, spec=".1f": "not reached" if v is None else format(v, spec)  # noqa: E731
     lines = [
         f"# ray_tune: best validation accuracy against wall time ({report['machine']})", "",
         f"{args.num_samples} trials x {args.epochs} epochs, {args.train_rows:,} training rows, seed {args.seed}.", "",
         "| | random search (baseline) | Tune (Optuna + ASHA) |", "|---|---|---|",
         f"| best val accuracy | {base['answer']['best_val_accuracy']:.4f} | {tune['answer']['best_val_accuracy']:.4f} |",
-        f"| wall time of the search, s | {base['seconds']:.1f} | {tune['seconds']:.1f} "
-        f"(+ {report['ray_startup_seconds']:.1f} Ray start-up) |",
-        f"| time to reach {target:.4f} (baseline best - {args.tolerance}), s | {fmt(reached['baseline'])} | "
-        f"{fmt(reached['ray_version'])} |",
+        (f"| wall time of the search, s | {base['seconds']:.1f} | {tune['seconds']:.1f} "
+         f"(+ {report['ray_startup_seconds']:.1f} Ray start-up) |"),
+        (f"| time to reach {target:.4f} (baseline best - {args.tolerance}), s | {fmt(reached['baseline'])} | "
+         f"{fmt(reached['ray_version'])} |"),
         f"| epochs trained | {report['epochs_run']['baseline']} | {report['epochs_run']['ray_version']} |",
         f"| trials stopped early | 0 | {report['trials_stopped_early']} of {args.num_samples} |", "",
-        f"Tune reached the target in {fmt(share, '.0%') if share is not None else 'never'} of the baseline's wall "
-        f"time (goal: <= {TARGET_SHARE:.0%}; {'met' if report['goal_met'] else 'NOT met'}). "
-        f"Compute saved by early stopping: {report['compute_saved']:.0%} of the epochs.",
+        (f"Tune reached the target in {fmt(share, '.0%') if share is not None else 'never'} of the baseline's wall "
+         f"time (goal: <= {TARGET_SHARE:.0%}; {'met' if report['goal_met'] else 'NOT met'}). "
+         f"Compute saved by early stopping: {report['compute_saved']:.0%} of the epochs."),
     ]
     args.reports.mkdir(parents=True, exist_ok=True)
     stem = args.reports / "ray_tune_metric_vs_time"

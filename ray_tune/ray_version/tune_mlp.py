@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import ray
+import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
