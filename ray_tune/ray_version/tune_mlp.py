@@ -155,7 +155,7 @@ def run_search(space, data, args, experiment: Path, crash_marker: str | None, ca
                 metric=args.metric, mode=REPORTED_METRICS[args.metric], num_samples=args.num_samples,
                 search_alg=OptunaSearch(seed=args.seed),  # [6] a model-based searcher proposes configurations
                 scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [7] stops laggards
-                max_concurrent_trials=args.max_concurrent_trials or None,
+                max_concurrent_trials=args.max_concurrent_trials,
                 reuse_actors=True,  # the process of a finished trial runs the next one: no process start per trial
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",  # short folder names
             ),
@@ -182,8 +182,8 @@ def main() -> None:
                         help="JSON file with the search space (default: SEARCH_SPACE in this file)")
     parser.add_argument("--metric", default="val_accuracy",
                         help="reported metric to optimise (accuracy is maximised, losses minimised)")
-    parser.add_argument("--max-concurrent-trials", type=int, default=0,
-                        help="trials running at once (0: as many as the cluster has CPUs)")
+    parser.add_argument("--max-concurrent-trials", type=cli.positive_int, default=None,
+                        help="trials running at once (default: one per CPU of the cluster; smoke test: 2)")
     parser.add_argument("--restore", action="store_true",
                         help="continue the experiment saved under --output instead of starting a new one")
     parser.add_argument("--stop-after", type=cli.positive_int, default=None,
