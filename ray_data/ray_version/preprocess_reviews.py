@@ -105,7 +105,11 @@ class ReviewClassifier:
 
 def read_shards(shards: list[Path]) -> ray.data.Dataset:
     """The whole dataset as a lazy Ray Dataset: a plan over blocks, nothing is read yet."""
-    return ray.data.read_parquet([str(s.resolve()) for s in shards])  # [2] absolute: workers have another cwd
+    # Ray 2.60's default (V2) Parquet reader planned a single read task for a few hundred MB of shards here and
+    # ignored override_num_blocks: one block, no parallelism, no streaming. The V1 reader honours it.
+    ray.data.DataContext.get_current().use_datasource_v2 = False
+    paths = [str(s.resolve()) for s in shards]  # absolute: Ray workers do not run in your working directory
+    return ray.data.read_parquet(paths, override_num_blocks=len(paths))  # [2] one read task and block per shard
 
 
 def run_pipeline(shards: list[Path], seed: int, batch_size: int, workers: int, out: Path) -> dict[str, int]:
