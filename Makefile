@@ -1,14 +1,15 @@
 # Two commands do everything on a fresh Linux machine with Python 3.11:
 #   make demo   create .venv, install the pinned requirements, run the pair tour at smoke size
 #   make test   create .venv, install the pinned requirements, run the test suite
-# Also: make bench (benchmark sizes: the tour, then every M/benchmarks/*.py), make clean.
+# Also: make bench (benchmark sizes: the tour, then every M/benchmarks/*.py), make clean,
+#   make cluster-up / make cluster-down (a head + worker Ray node on this machine; ray_core/cluster/README.md).
 
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean cluster-up cluster-down
 
 # requirements-vllm.txt is installed with --no-deps: vLLM declares torchvision/torchaudio/torchcodec, which
 # break transformers with the CPU torch (its other dependencies are pinned in requirements.txt).
@@ -35,3 +36,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf outputs reports
+
+# A two-node Ray cluster on this machine that outlives make; cluster-down stops exactly that one (never `ray stop`).
+cluster-up: $(STAMP)
+	@$(PY) -m workshop.cluster up
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(PY) -m workshop.cluster down; else echo "No .venv here, so no cluster from make cluster-up."; fi

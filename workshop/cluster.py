@@ -1,13 +1,18 @@
 """A real two-node Ray cluster on this one machine, with token authentication on.
 
-Used by the test suite (and usable by hand): a head node and a worker node started with `ray start`,
-each in its own process group so that stopping this cluster never touches another Ray on the machine.
+Used by the test suite and by hand: a head node and a worker node started with `ray start`, each in its own
+process group, so that stopping this cluster never touches another Ray on the machine (`ray stop` would).
 
-    python -m workshop.cluster      # start, print the environment to export, wait for Ctrl-C, stop
+    python -m workshop.cluster          # start, print the environment to export, wait for Ctrl-C, stop
+    python -m workshop.cluster up       # start in the background (make cluster-up); state in .ray-cluster/
+    python -m workshop.cluster env      # print the export line again: eval "$(python -m workshop.cluster env)"
+    python -m workshop.cluster down     # stop exactly that cluster (make cluster-down)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import secrets
 import shutil
@@ -17,14 +22,27 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_FILE = ROOT / ".ray-cluster" / "cluster.json"  # what `up` started, for `env` and `down`
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _port_or_free(port: int) -> int:
+    """`port` if nothing listens on it (Ray's usual ports read best in the README), else any free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return _free_port()
+    return port
 
 
 def _ray_cli() -> str:
@@ -37,7 +55,7 @@ class LocalCluster:
     dashboard_url: str
     temp_dir: Path
     token_path: Path
-    process_groups: list[int] = field(default_factory=list)
+    process_groups: list[int] = field(default_factory=list)  # [head, worker]: one group per node
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for a driver that should join this cluster (scripts call a plain ray.init())."""
@@ -50,25 +68,70 @@ class LocalCluster:
         env.pop("RAY_AUTH_TOKEN", None)
         return env
 
+    def exports(self) -> str:
+        return (f"export RAY_ADDRESS={self.address} RAY_AUTH_MODE=token "
+                f"RAY_AUTH_TOKEN_PATH={self.token_path}")
+
+    def stop_node(self, index: int, sig: int = signal.SIGKILL) -> None:
+        """Stop one node (0 = head, 1 = worker) at once, as a machine failure would: its raylet, object store
+        and every worker process on it die together."""
+        _kill_group(self.process_groups[index], sig)
+
+    def alive(self) -> bool:
+        """Whether the head node's processes are still running (and are still this cluster's)."""
+        return bool(self.process_groups) and _is_our_group(self.process_groups[0], self.temp_dir)
+
     def stop(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pgid in self.process_groups:
-                try:
-                    os.killpg(pgid, sig)
-                except ProcessLookupError:
-                    pass
+                _kill_group(pgid, sig)
             deadline = time.monotonic() + 8
             while time.monotonic() < deadline and any(_group_alive(g) for g in self.process_groups):
                 time.sleep(0.2)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {**asdict(self), "temp_dir": str(self.temp_dir), "token_path": str(self.token_path)}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> LocalCluster:
+        state = json.loads(path.read_text())
+        return cls(address=state["address"], dashboard_url=state["dashboard_url"],
+                   temp_dir=Path(state["temp_dir"]), token_path=Path(state["token_path"]),
+                   process_groups=[int(g) for g in state["process_groups"]])
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
         return True
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
+
+
+def _is_our_group(pgid: int, temp_dir: Path) -> bool:
+    """True if a live process of group `pgid` belongs to the cluster in `temp_dir`: after a reboot the group
+    id may have been reused by an unrelated program, which `down` must not kill."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and str(temp_dir) in " ".join(proc.info["cmdline"] or []):
+                return True
+        except (ProcessLookupError, psutil.Error, OSError):
+            continue
+    return False
 
 
 def _ray_start(args: list[str], env: dict[str, str], log: Path, timeout: float) -> int:
@@ -89,18 +152,20 @@ def _ray_start(args: list[str], env: dict[str, str], log: Path, timeout: float) 
     return proc.pid
 
 
-def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0) -> LocalCluster:
+def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0, *,
+          gcs_port: int | None = None, dashboard_port: int | None = None) -> LocalCluster:
     """Start a head node and one worker node on 127.0.0.1, wait until both are alive, return the cluster.
 
     The logical CPU counts are deliberately above the physical cores: Train workers, Data actor pools
     and Serve replicas each hold 1 logical CPU, and on a 2-core machine they would otherwise starve
     each other and hang. Oversubscribing only makes them share the cores.
+    Ports: free ones unless given (`up` asks for Ray's usual 6379 and 8265 when they are free).
     """
     temp_dir = Path(tempfile.mkdtemp(prefix="rw-", dir="/tmp"))  # short: Ray's socket paths have a length limit
     token_path = temp_dir / "auth_token"
     token_path.write_text(secrets.token_hex(32))
     token_path.chmod(0o600)
-    gcs_port, dashboard_port = _free_port(), _free_port()
+    gcs_port, dashboard_port = gcs_port or _free_port(), dashboard_port or _free_port()
     cluster = LocalCluster(
         address=f"127.0.0.1:{gcs_port}",
         dashboard_url=f"http://127.0.0.1:{dashboard_port}",
@@ -109,6 +174,9 @@ def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0) -> L
     )
     env = cluster.env()
     env.pop("RAY_ADDRESS")
+    # `ray job submit ... -- python X.py` runs `python` from the PATH of the node: make it this venv's python
+    # (with Ray and the workshop's packages), also when the venv is not activated in the calling shell.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     log = temp_dir / "ray-start.log"
     try:
@@ -143,10 +211,79 @@ def _wait_for_nodes(cluster: LocalCluster, count: int, timeout: float) -> None:
         time.sleep(1)
 
 
-def main() -> None:
+def _running(state_file: Path) -> LocalCluster | None:
+    """The cluster recorded by `up`, if it is still running; a stale record is removed."""
+    if not state_file.exists():
+        return None
+    try:
+        cluster = LocalCluster.load(state_file)
+    except (ValueError, KeyError, OSError):
+        state_file.unlink(missing_ok=True)
+        return None
+    if cluster.alive():
+        return cluster
+    print(f"Removing the record of a cluster that is no longer running ({cluster.address})")
+    for pgid in cluster.process_groups:  # a worker node left alone without its head
+        if _is_our_group(pgid, cluster.temp_dir):
+            _kill_group(pgid, signal.SIGKILL)
+    shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+    state_file.unlink(missing_ok=True)
+    return None
+
+
+def _print_usage(cluster: LocalCluster) -> None:
+    print(f"""
+Use it from any shell, with the venv active (source .venv/bin/activate):
+  {cluster.exports()}
+  ray status                                  # 2 nodes, 8.0 CPU
+  python ray_core/ray_version/bootstrap_auc.py --smoke-test
+  ray job submit --working-dir . -- python ray_core/ray_version/bootstrap_auc.py --smoke-test
+Dashboard: {cluster.dashboard_url}  (paste the token from: cat {cluster.token_path})
+Stop it:   make cluster-down""")
+
+
+def up(state_file: Path = STATE_FILE) -> int:
+    cluster = _running(state_file)
+    if cluster is not None:
+        print(f"A two-node Ray cluster is already up at {cluster.address} (started by `make cluster-up`).")
+        _print_usage(cluster)
+        return 0
+    print("Starting a head node and a worker node (4 logical CPUs each, token authentication on) ...", flush=True)
+    try:
+        cluster = start(gcs_port=_port_or_free(6379), dashboard_port=_port_or_free(8265))
+    except RuntimeError as exc:
+        print(f"error: the cluster did not start: {exc}", file=sys.stderr)
+        return 1
+    cluster.save(state_file)
+    print(f"Two-node Ray cluster up at {cluster.address}; Ray's files and logs: {cluster.temp_dir}")
+    _print_usage(cluster)
+    return 0
+
+
+def down(state_file: Path = STATE_FILE) -> int:
+    cluster = _running(state_file)
+    if cluster is None:
+        print("No cluster started by `make cluster-up` is running; nothing to stop.")
+        return 0
+    cluster.stop()
+    state_file.unlink(missing_ok=True)
+    print(f"Stopped the two-node Ray cluster at {cluster.address} (other Ray clusters on this machine untouched).")
+    print("Unset the variables in shells that exported them:  unset RAY_ADDRESS RAY_AUTH_MODE RAY_AUTH_TOKEN_PATH")
+    return 0
+
+
+def print_env(state_file: Path = STATE_FILE) -> int:
+    cluster = _running(state_file)
+    if cluster is None:
+        print("error: no cluster started by `make cluster-up` is running; run make cluster-up", file=sys.stderr)
+        return 1
+    print(cluster.exports())
+    return 0
+
+
+def foreground() -> None:
     cluster = start()
-    print(f"Two-node Ray cluster up. In another terminal:\n"
-          f"  export RAY_ADDRESS={cluster.address} RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_path}\n"
+    print(f"Two-node Ray cluster up. In another terminal:\n  {cluster.exports()}\n"
           f"Dashboard: {cluster.dashboard_url}\nCtrl-C stops it.")
     try:
         signal.pause()
@@ -154,6 +291,18 @@ def main() -> None:
         pass
     finally:
         cluster.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("command", nargs="?", choices=["up", "down", "env"],
+                        help="up/down: start or stop the background cluster; env: print its export line; "
+                             "none: start one in the foreground until Ctrl-C")
+    args = parser.parse_args()
+    if args.command is None:
+        foreground()
+    else:
+        sys.exit({"up": up, "down": down, "env": print_env}[args.command]())
 
 
 if __name__ == "__main__":
