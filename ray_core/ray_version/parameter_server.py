@@ -121,7 +121,8 @@ def main() -> None:
     output = cli.prepare_output(args.output)
 
     started = time.perf_counter()
-    ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
+        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     startup = time.perf_counter() - started
     crash_marker = output.resolve() / "injected_failure.marker" if args.inject_failure else None
     if crash_marker:

@@ -175,7 +175,8 @@ def main() -> None:
     shards = find_shards(args.input)
 
     started = time.perf_counter()
-    ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
+        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     startup = time.perf_counter() - started
     cpus = int(ray.cluster_resources().get("CPU", 1))
     workers = args.workers or max(1, cpus // 2)

@@ -156,7 +156,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
 
     started = time.perf_counter()
-    ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    with cli.ray_errors(min_cpus=1.5):  # one clear line if unreachable, or too small for 3 x 0.5-CPU replicas
+        ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     try:
         start_server(port, args.seed, args.default_model)
         if not self_test:

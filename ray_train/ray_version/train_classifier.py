@@ -226,7 +226,8 @@ def main() -> None:
     shutil.rmtree(storage / PAIR, ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
 
     started = time.perf_counter()
-    ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
+        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     startup = time.perf_counter() - started
     check_cluster_fits(args.workers, args.use_gpu)
 

@@ -218,7 +218,8 @@ def main() -> None:
     # happens every few seconds. With epochs of a second and a tiny state that is expected and cheap.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = time.perf_counter()
-    ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
+        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     startup = time.perf_counter() - started
     crash_marker = str(output.resolve() / "injected_failure.marker") if args.inject_failure else None
     if crash_marker:

@@ -1,0 +1,122 @@
+"""One clear line instead of a traceback or a 14-minute wait when `ray.init()` cannot start or join a cluster.
+
+The Ray scripts wrap their plain `ray.init()` in `cli.ray_errors()`:
+
+    with cli.ray_errors():
+        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+
+What Ray 2.60 does on its own, measured on a 2-core machine (ray_core/cluster/README.md has the details):
+- RAY_ADDRESS names a port where no Ray listens: ray.init() retries 20 times x ~41 s, about 14 minutes.
+- a missing token file: AuthenticationError at once; a wrong token, or RAY_AUTH_MODE unset against a
+  token cluster: ConnectionError after about 21 s. Both as a traceback wall.
+- a cluster without enough CPUs: tasks, trials and Serve replicas wait for them forever.
+Here: a TCP check of RAY_ADDRESS first (seconds), a watchdog while joining, and a CPU check after.
+Nothing in this module imports Ray until a Ray script calls it, so the baselines never load Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+
+# Joining a running cluster takes a few seconds; past this, ray.init() is waiting on something that is not
+# a Ray cluster (a dashboard port, a firewall that drops packets). A slow VPN may need more.
+CONNECT_TIMEOUT_S = float(os.environ.get("WORKSHOP_RAY_CONNECT_TIMEOUT", "45"))
+CHECK = "check RAY_ADDRESS, RAY_AUTH_MODE and RAY_AUTH_TOKEN_PATH (make cluster-up prints them), then `ray status`"
+
+
+def _fail(message: str) -> None:
+    from workshop.cli import fail  # here, not at the top: cli imports this module
+
+    fail(message)
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """('10.0.0.5', 6379) from '10.0.0.5:6379' or 'ray://10.0.0.5:10001'; None for 'auto' and the like."""
+    address = address.removeprefix("ray://")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "/" in address:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds if nothing accepts a connection at RAY_ADDRESS (Ray would retry for about 14 minutes)."""
+    target = _host_port(address)
+    if target is None:
+        return  # 'auto', or an http:// address that ray.init() itself rejects at once
+    try:
+        socket.create_connection(target, timeout=5).close()
+    except socket.gaierror:
+        _fail(f"RAY_ADDRESS={address}: unknown host {target[0]!r}; use the head node's IP address and GCS port "
+              f"(ray start --head prints it; the default port is 6379), or unset RAY_ADDRESS to run Ray here")
+    except ConnectionRefusedError:
+        _fail(f"RAY_ADDRESS={address}: nothing listens there, so no Ray cluster is running at that address; "
+              f"start one (make cluster-up) and export the address it prints, or unset RAY_ADDRESS to run Ray here")
+    except OSError as exc:  # timeout, no route to host
+        _fail(f"RAY_ADDRESS={address}: no answer ({exc.strerror or 'timed out'}); a firewall or VPN may block the "
+              f"port, or the head node is down: try `ray status` on the head node")
+
+
+def _explain(exc: BaseException, address: str) -> str:
+    """One line from ray.init()'s exception and the exceptions it was raised from."""
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 5:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(str(e) for e in chain)
+    where = f"RAY_ADDRESS={address}" if address else "a new local Ray"
+    if "InvalidAuthToken" in text or "token is missing or incorrect" in text:
+        mode = os.environ.get("RAY_AUTH_MODE", "unset")
+        return (f"the Ray cluster at {where} rejected this program's authentication token (RAY_AUTH_MODE={mode}, "
+                f"RAY_AUTH_TOKEN_PATH={os.environ.get('RAY_AUTH_TOKEN_PATH', 'unset')}); export RAY_AUTH_MODE=token "
+                f"and RAY_AUTH_TOKEN_PATH=<the cluster's token file>, then `ray status`")
+    if "no authentication token was found" in text or "RAY_AUTH_TOKEN_PATH is set but" in text:
+        detail = "RAY_AUTH_TOKEN_PATH names a missing or empty file" if "RAY_AUTH_TOKEN_PATH is set" in text \
+            else "no token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+        return (f"the Ray cluster at {where} needs an authentication token and this program has none ({detail}); "
+                f"export RAY_AUTH_TOKEN_PATH=<the cluster's token file>, then `ray status`")
+    if "HTTP address" in text:
+        return (f"RAY_ADDRESS={address} is an HTTP (dashboard) address; ray.init() needs the GCS address, "
+                f"host:6379 (ray job submit is the command that takes http://host:8265)")
+    first = next((line.strip() for e in chain for line in str(e).splitlines() if line.strip()), type(exc).__name__)
+    return f"could not start or join a Ray cluster ({where}): {first[:200]}; {CHECK}"
+
+
+def _give_up(address: str) -> None:
+    """Watchdog: ray.init() is still waiting. os._exit, because the main thread is blocked inside Ray's C++."""
+    print(f"error: no Ray cluster answered at RAY_ADDRESS={address} within {CONNECT_TIMEOUT_S:.0f} s; it should be "
+          f"the head node's GCS address (port 6379 by default, not the dashboard's 8265): {CHECK}",
+          file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def ray_errors(min_cpus: float = 1) -> Iterator[None]:
+    """Around `ray.init()`: a bounded, one-line failure if the cluster cannot be reached or joined, and a check
+    that the cluster has at least `min_cpus` CPUs (else tasks, trials or replicas would wait forever)."""
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    joining = address not in ("", "local")
+    watchdog = None
+    if joining:
+        _check_reachable(address)
+        watchdog = threading.Timer(CONNECT_TIMEOUT_S, _give_up, args=(address,))
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        yield
+    except Exception as exc:  # whatever ray.init() raised: say what to check, in one line
+        _fail(_explain(exc, address))
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < min_cpus:
+        _fail(f"the Ray cluster has {cpus:g} CPUs and this script needs at least {min_cpus:g}, so its work would "
+              f"wait forever; add a worker node (ray start --address=<head>:6379 --num-cpus=N) and check `ray status`")
