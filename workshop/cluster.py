@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_FILE = ROOT / ".ray-cluster" / "cluster.json"  # what `up` started, for `env` and `down`
+# What `up` started, for `env` and `down` (the tests point WORKSHOP_CLUSTER_STATE elsewhere).
+STATE_FILE = Path(os.environ.get("WORKSHOP_CLUSTER_STATE", ROOT / ".ray-cluster" / "cluster.json"))
 
 
 def _free_port() -> int:
@@ -235,22 +236,23 @@ def _print_usage(cluster: LocalCluster) -> None:
     print(f"""
 Use it from any shell, with the venv active (source .venv/bin/activate):
   {cluster.exports()}
-  ray status                                  # 2 nodes, 8.0 CPU
+  ray status                                  # 2 active nodes
   python ray_core/ray_version/bootstrap_auc.py --smoke-test
   ray job submit --working-dir . -- python ray_core/ray_version/bootstrap_auc.py --smoke-test
 Dashboard: {cluster.dashboard_url}  (paste the token from: cat {cluster.token_path})
 Stop it:   make cluster-down""")
 
 
-def up(state_file: Path = STATE_FILE) -> int:
+def up(state_file: Path = STATE_FILE, head_cpus: int = 4, worker_cpus: int = 4) -> int:
     cluster = _running(state_file)
     if cluster is not None:
         print(f"A two-node Ray cluster is already up at {cluster.address} (started by `make cluster-up`).")
         _print_usage(cluster)
         return 0
-    print("Starting a head node and a worker node (4 logical CPUs each, token authentication on) ...", flush=True)
+    print(f"Starting a head node ({head_cpus} logical CPUs) and a worker node ({worker_cpus}), token authentication "
+          "on ...", flush=True)
     try:
-        cluster = start(gcs_port=_port_or_free(6379), dashboard_port=_port_or_free(8265))
+        cluster = start(head_cpus, worker_cpus, gcs_port=_port_or_free(6379), dashboard_port=_port_or_free(8265))
     except RuntimeError as exc:
         print(f"error: the cluster did not start: {exc}", file=sys.stderr)
         return 1
@@ -284,7 +286,8 @@ def print_env(state_file: Path = STATE_FILE) -> int:
 def foreground() -> None:
     cluster = start()
     print(f"Two-node Ray cluster up. In another terminal:\n  {cluster.exports()}\n"
-          f"Dashboard: {cluster.dashboard_url}\nCtrl-C stops it.")
+          f"Dashboard: {cluster.dashboard_url}\nCtrl-C stops it.", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops the cluster too, not only Ctrl-C
     try:
         signal.pause()
     except KeyboardInterrupt:
@@ -294,15 +297,19 @@ def foreground() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m workshop.cluster", description=__doc__.strip().splitlines()[0])
     parser.add_argument("command", nargs="?", choices=["up", "down", "env"],
                         help="up/down: start or stop the background cluster; env: print its export line; "
                              "none: start one in the foreground until Ctrl-C")
+    parser.add_argument("--head-cpus", type=int, default=4, help="logical CPUs of the head node (up)")
+    parser.add_argument("--worker-cpus", type=int, default=4, help="logical CPUs of the worker node (up)")
     args = parser.parse_args()
     if args.command is None:
         foreground()
+    elif args.command == "up":
+        sys.exit(up(head_cpus=args.head_cpus, worker_cpus=args.worker_cpus))
     else:
-        sys.exit({"up": up, "down": down, "env": print_env}[args.command]())
+        sys.exit({"down": down, "env": print_env}[args.command]())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,356 @@
+"""Beyond one machine: make cluster-up/down, one script per module through Ray Jobs with its work on both nodes,
+a worker node that dies mid-run, bad cluster settings as one clear line, and the KubeRay manifests.
+
+Everything that talks to a cluster runs in a subprocess with that cluster's environment: Ray reads
+RAY_AUTH_MODE and the token once per process, and the tests use more than one cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, base_env, last_line, run
+from workshop import cluster as local_cluster
+
+KUBERAY = ROOT / "ray_core" / "cluster" / "kuberay"
+BOOTSTRAP = "ray_core/{side}/bootstrap_auc.py"
+
+
+def read_result(folder: Path) -> dict:
+    return json.loads((folder / "result.json").read_text())
+
+
+def ray_python(code: str, *args: str, env: dict[str, str], timeout: float = 300):
+    """Run Python code against a cluster; it prints one JSON line at the end, returned parsed."""
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(last_line(proc.stdout))
+
+
+def requirement_pin(package: str) -> str:
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        name, _, version = line.split("#")[0].strip().partition("==")
+        if name.split("[")[0] == package:
+            return version
+    raise AssertionError(f"{package} is not pinned in requirements.txt")
+
+
+# ---------------------------------------------------------------------------------------------- Ray Jobs
+
+# Submits waves of jobs with the Ray Jobs SDK, waits for each wave, and reports per job: status, the end of its
+# logs, and the nodes its actors (by class) and tasks ran on, from the state API.
+JOBS = r'''
+import json, sys, time
+from ray.job_submission import JobStatus, JobSubmissionClient
+from ray.util import state
+
+dashboard, waves = sys.argv[1], json.loads(sys.argv[2])
+client = JobSubmissionClient(dashboard)
+report = {}
+for wave in waves:
+    ids = {}
+    for name, entrypoint in wave.items():
+        ids[name] = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": "."})
+        # Ray 2.60 unpacks one working_dir again for each job whose set-up starts before another's has finished,
+        # under the feet of the job already running: start the jobs one after another
+        while client.get_job_status(ids[name]) == JobStatus.PENDING:
+            time.sleep(0.2)
+    while not all(client.get_job_status(i).is_terminal() for i in ids.values()):
+        time.sleep(0.5)
+    for name, sid in ids.items():
+        info = client.get_job_info(sid)
+        job = info.driver_info.id if info.driver_info else ""
+        query = dict(address=dashboard, filters=[("job_id", "=", job)], limit=10000, raise_on_missing_output=False)
+        actors = {}
+        for actor in state.list_actors(**query) if job else []:
+            actors.setdefault(actor.class_name, []).append(actor.node_id)
+        tasks = sorted({t.node_id for t in state.list_tasks(**query) if t.node_id}) if job else []
+        report[name] = {"status": info.status.value, "logs": client.get_job_logs(sid)[-3000:],
+                        "actors": actors, "task_nodes": tasks}
+print(json.dumps(report))
+'''
+
+
+def nodes_of(report: dict, class_prefix: str) -> set[str]:
+    return {node for name, nodes in report["actors"].items() if name.startswith(class_prefix) for node in nodes}
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(600)
+def test_one_script_per_module_through_ray_jobs_uses_both_nodes(ray_cluster, tmp_path):
+    env = ray_cluster.env(base_env())
+    out = {m: tmp_path / m for m in ("core", "data", "train", "tune", "serve")}
+
+    # The README's command, with the CLI: it uploads the working directory, streams the logs, waits.
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ray")), "job", "submit", "--working-dir", ".", "--",
+         "python", BOOTSTRAP.format(side="ray_version"), "--smoke-test", "--output", str(out["core"])],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "succeeded" in proc.stdout + proc.stderr and "Work time:" in proc.stdout
+    baseline = tmp_path / "core_baseline"
+    assert run(BOOTSTRAP.format(side="baseline"), "--smoke-test", "--output", baseline).returncode == 0
+    assert read_result(out["core"])["answer"] == read_result(baseline)["answer"]
+
+    # One job at a time: each of these asks for more than one node holds, or is spread by Ray, so its placement
+    # shows whether the work really used both nodes; a concurrent job could fill a node and skew that.
+    waves = [
+        # 5 Train workers of 1 CPU cannot fit on one 4-CPU node
+        {"train": f"python ray_train/ray_version/train_classifier.py --rows 4000 --epochs 2 --hidden 64 "
+                  f"--workers 5 --batch-size 250 --output {out['train']}"},
+        # Ray Data places the actors of a pool with the SPREAD strategy
+        {"data": f"python ray_data/ray_version/preprocess_reviews.py --smoke-test --workers 2 --output {out['data']}"},
+        # 5 concurrent trials of 1 CPU cannot fit on one 4-CPU node
+        {"tune": f"python ray_tune/ray_version/tune_mlp.py --num-samples 5 --max-concurrent-trials 5 --epochs 2 "
+                 f"--train-rows 1500 --val-rows 500 --output {out['tune']}"},
+        # Serve spreads replicas over the nodes
+        {"serve": f"python ray_serve/ray_version/text_classifier_server.py --smoke-test --output {out['serve']}"},
+    ]
+    report = ray_python(JOBS, ray_cluster.dashboard_url, json.dumps(waves), env=env, timeout=560)
+    for name, job in report.items():
+        assert job["status"] == "SUCCEEDED", f"{name} job: {job['logs']}"
+        assert read_result(out[name])["side"] == "ray_version"
+
+    train = read_result(out["train"])
+    assert train["details"]["workers"] == 5 and train["answer"]["epochs"] == 2 and train["answer"]["loss_fell"]
+    assert len(nodes_of(report["train"], "RayTrainWorker")) == 2, report["train"]["actors"]
+
+    data = read_result(out["data"])["answer"]
+    assert data["rows"] > 0 and data["predicted_positive"] <= data["rows"] and sum(data["dropped"].values()) > 0
+    assert len(nodes_of(report["data"], "MapWorker")) == 2, report["data"]["actors"]
+
+    tune = read_result(out["tune"])
+    assert tune["details"]["trials"] == 5 and tune["details"]["complete"]
+    assert 0.2 < tune["answer"]["best_val_accuracy"] <= 1.0
+    assert len(nodes_of(report["tune"], "ImplicitFunc")) == 2, report["tune"]["actors"]
+
+    serve = read_result(out["serve"])
+    assert len(serve["answer"]["labels"]) == 16 and serve["details"]["load"]["failed"] == 0
+    assert len(nodes_of(report["serve"], "ServeReplica:")) == 2, report["serve"]["actors"]
+
+
+# ---------------------------------------------------------------------- make cluster-up, a node fails, down
+
+# Waits until a bootstrap task is running on the worker node, then prints that node's id.
+RUNNING_ON_WORKER = r'''
+import json, sys, time
+from ray.util import state
+dashboard = sys.argv[1]
+worker = next(n.node_id for n in state.list_nodes(address=dashboard) if not n.is_head_node)
+deadline = time.monotonic() + 120
+while not any(t.node_id == worker for t in state.list_tasks(
+        address=dashboard, filters=[("name", "=", "bootstrap_task"), ("state", "=", "RUNNING")],
+        raise_on_missing_output=False)):
+    if time.monotonic() > deadline:
+        worker = None
+        break
+    time.sleep(0.2)
+print(json.dumps(worker))
+'''
+
+# Every attempt of every bootstrap task: [node id, state, attempt number].
+TASK_ATTEMPTS = r'''
+import json, sys
+from ray.util import state
+tasks = state.list_tasks(address=sys.argv[1], filters=[("name", "=", "bootstrap_task")], limit=10000,
+                         raise_on_missing_output=False, detail=True)
+print(json.dumps([[t.node_id, t.state, t.attempt_number] for t in tasks]))
+'''
+
+
+def cluster_cli(*args: str, env: dict[str, str], timeout: float = 180):
+    return subprocess.run([sys.executable, "-m", "workshop.cluster", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes still alive in a process group (zombies excluded)."""
+    import psutil
+
+    alive = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(proc.pid)
+        except (ProcessLookupError, psutil.Error, OSError):
+            continue
+    return alive
+
+
+@pytest.mark.timeout(420)
+def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
+    """`make cluster-up` (workshop.cluster up) starts its own cluster: 1 CPU on the head, 3 on the worker node.
+    The worker node is killed while bootstrap tasks run on it; Ray re-runs them on the head, and the answer is
+    the undisturbed one. The head alone then has too few CPUs for Ray Serve: one clear line."""
+    env = {**base_env(), "WORKSHOP_CLUSTER_STATE": str(tmp_path / "state" / "cluster.json")}
+    up = cluster_cli("up", "--head-cpus", "1", "--worker-cpus", "3", env=env)
+    state_file = tmp_path / "state" / "cluster.json"
+    assert up.returncode == 0 and state_file.exists(), up.stdout + up.stderr
+    cluster = local_cluster.LocalCluster.load(state_file)
+    try:
+        assert "export RAY_ADDRESS=" in up.stdout and "Dashboard: http://127.0.0.1:" in up.stdout
+        again = cluster_cli("up", env=env)
+        assert again.returncode == 0 and "already up" in again.stdout
+        exports = cluster_cli("env", env=env).stdout.strip()
+        assert exports == cluster.exports()
+        cenv = cluster.env(base_env())  # what `export ...` gives a shell
+        status = subprocess.run([str(Path(sys.executable).with_name("ray")), "status"], env=cenv,
+                                capture_output=True, text=True, timeout=60)
+        active = status.stdout.split("Active:")[1].split("Pending:")[0]
+        assert active.count("node_") == 2, status.stdout + status.stderr
+
+        args = ["--rows", "1000000", "--replicates", "32"]
+        probe = subprocess.Popen([sys.executable, "-c", RUNNING_ON_WORKER, cluster.dashboard_url], env=cenv,
+                                 stdout=subprocess.PIPE, text=True)
+        work = subprocess.Popen([sys.executable, BOOTSTRAP.format(side="ray_version"), *args, "--output",
+                                 str(tmp_path / "disturbed")], cwd=ROOT, env=cenv, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        worker = json.loads(probe.stdout.readline() or "null")
+        probe.wait(timeout=30)
+        assert worker, "no bootstrap task ever ran on the worker node"
+        cluster.stop_node(1)  # SIGKILL the worker node's raylet, object store and workers at once
+        killed_at = time.monotonic()
+        stdout, stderr = work.communicate(timeout=300)
+        assert work.returncode == 0, stdout[-2000:] + stderr[-3000:]
+        assert "AUC" in stdout
+        assert time.monotonic() - killed_at < 240, "the run should finish soon after the node is gone"
+
+        attempts = ray_python(TASK_ATTEMPTS, cluster.dashboard_url, env=cenv)
+        on_worker = [a for a in attempts if a[0] == worker]
+        assert any(state == "FAILED" for _, state, _ in on_worker), f"no task died with the node: {attempts}"
+        assert any(number > 0 for _, _, number in attempts), "no task was retried"
+        reference = tmp_path / "undisturbed"
+        proc = run(BOOTSTRAP.format(side="baseline"), *args, "--output", reference)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert read_result(tmp_path / "disturbed")["answer"] == read_result(reference)["answer"]
+
+        # one CPU left: Serve's three 0.5-CPU replicas would wait forever; the script says so at once
+        serve = run("ray_serve/ray_version/text_classifier_server.py", "--smoke-test", "--output",
+                    tmp_path / "serve", env=cenv, timeout=120)
+        assert serve.returncode == 1
+        assert "has 1 CPUs and this script needs at least 1.5" in last_line(serve.stderr)
+        assert "Traceback" not in serve.stderr and not (tmp_path / "serve" / "result.json").exists()
+    finally:
+        down = cluster_cli("down", env=env)
+    assert down.returncode == 0 and "Stopped the two-node Ray cluster" in down.stdout, down.stdout + down.stderr
+    assert not any(group_members(g) for g in cluster.process_groups), "processes of the cluster are left"
+    assert not cluster.temp_dir.exists() and not state_file.exists()
+    again = cluster_cli("down", env=env)
+    assert again.returncode == 0 and "nothing to stop" in again.stdout
+
+
+def test_makefile_targets_call_the_cluster_module():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "cluster-up" in makefile.split(".PHONY:")[1].splitlines()[0]
+    for target, command in (("cluster-up", "-m workshop.cluster up"), ("cluster-down", "-m workshop.cluster down")):
+        recipe = makefile.split(f"\n{target}:")[1].split("\n\n")[0]
+        assert command in recipe
+    recipes = [line for line in makefile.splitlines() if line.startswith("\t")]
+    assert not any("ray stop" in line for line in recipes), "ray stop would stop every Ray cluster on the machine"
+    assert "/.ray-cluster/" in (ROOT / ".gitignore").read_text()
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(300)
+def test_bad_cluster_settings_fail_fast_with_one_clear_line(ray_cluster, tmp_path):
+    """Each case once, all at the same time (the slowest, a wrong token, takes Ray about 21 s to report)."""
+    (tmp_path / "wrong_token").write_text("0" * 64)
+    home = tmp_path / "home"  # no ~/.ray/auth_token to fall back on
+    home.mkdir()
+    good = ray_cluster.env(base_env())
+    free = local_cluster._free_port()
+    dashboard_port = ray_cluster.dashboard_url.rsplit(":", 1)[1]
+    bootstrap = [BOOTSTRAP.format(side="ray_version"), "--smoke-test"]
+    cases = {
+        "nothing at RAY_ADDRESS": (bootstrap, {"RAY_ADDRESS": f"127.0.0.1:{free}"}, "nothing listens there"),
+        "dashboard port as RAY_ADDRESS": (bootstrap, {"RAY_ADDRESS": f"127.0.0.1:{dashboard_port}",
+                                                      "WORKSHOP_RAY_CONNECT_TIMEOUT": "10"},
+                                          "no Ray cluster answered at RAY_ADDRESS"),
+        "token file missing": (bootstrap, {"RAY_AUTH_TOKEN_PATH": str(tmp_path / "missing")},
+                               "needs an authentication token"),
+        "wrong token": (bootstrap, {"RAY_AUTH_TOKEN_PATH": str(tmp_path / "wrong_token")},
+                        "rejected this program's authentication token"),
+        "RAY_AUTH_MODE not exported": (bootstrap, {"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN_PATH": None,
+                                                   "HOME": str(home)},
+                                       "rejected this program's authentication token"),
+        "more Train workers than CPUs": (["ray_train/ray_version/train_classifier.py", "--smoke-test",
+                                          "--workers", "16"], {}, "the Ray cluster has only 8 CPUs"),
+        "Data actors for every CPU": (["ray_data/ray_version/preprocess_reviews.py", "--smoke-test",
+                                       "--workers", "8"], {}, "would take all 8 Ray CPUs"),
+    }
+    started, procs = time.monotonic(), {}
+    for name, (command, changes, _) in cases.items():
+        env = {**good, **{k: v for k, v in changes.items() if v is not None}}
+        for key in (k for k, v in changes.items() if v is None):
+            env.pop(key)
+        out = tmp_path / "out" / name.replace(" ", "_")
+        procs[name] = subprocess.Popen([sys.executable, *command, "--output", str(out)], cwd=ROOT, env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       start_new_session=True)
+    failures = []
+    for name, proc in procs.items():
+        try:
+            _, stderr = proc.communicate(timeout=max(1.0, 120 - (time.monotonic() - started)))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            failures.append(f"{name}: still running after 120 s")
+            continue
+        seconds = time.monotonic() - started
+        line = last_line(stderr)
+        if proc.returncode == 0 or not line.startswith("error:") or cases[name][2] not in line:
+            failures.append(f"{name}: exit {proc.returncode}, last line {line!r}")
+        elif "Traceback" in stderr:
+            failures.append(f"{name}: a traceback on stderr")
+        elif seconds > 60:
+            failures.append(f"{name}: took {seconds:.0f} s")
+        elif (tmp_path / "out" / name.replace(" ", "_") / "result.json").exists():
+            failures.append(f"{name}: left a result.json")
+    assert not failures, "\n".join(failures)
+
+
+# --------------------------------------------------------------------------------------------------- KubeRay
+
+def test_kuberay_manifests_pin_the_ray_version_and_run_a_real_script():
+    import ray
+
+    version = requirement_pin("ray")
+    assert version == ray.__version__
+    image = f"rayproject/ray:{version}-py311-cpu"
+    docs = {path.name: list(yaml.safe_load_all(path.read_text())) for path in sorted(KUBERAY.glob("*.yaml"))}
+    assert set(docs) == {"raycluster.yaml", "rayjob.yaml"}
+    cluster = next(d for d in docs["raycluster.yaml"] if d["kind"] == "RayCluster")
+    job = next(d for d in docs["rayjob.yaml"] if d["kind"] == "RayJob")
+    for spec in (cluster["spec"], job["spec"]["rayClusterSpec"]):
+        assert spec["rayVersion"] == version
+        assert spec["authOptions"]["mode"] == "token"
+        groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        containers = [c for g in groups for c in g["template"]["spec"]["containers"]]
+        assert {c["image"] for c in containers} == {image}
+        cpus = sum(float(c["resources"]["requests"]["cpu"]) * g.get("replicas", 1)
+                   for g in groups for c in g["template"]["spec"]["containers"])
+        assert 2 <= cpus <= 4, "fits a small (laptop kind/minikube) cluster and still has two Ray workers"
+        for g in groups:  # a memory-backed /dev/shm: the object store needs more than a pod's default 64 MB
+            volumes = {v["name"]: v for v in g["template"]["spec"].get("volumes", [])}
+            mounts = {m["mountPath"]: m["name"] for c in g["template"]["spec"]["containers"]
+                      for m in c.get("volumeMounts", [])}
+            assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+    entrypoint = job["spec"]["entrypoint"].split()
+    assert entrypoint[0] == "python" and (ROOT / entrypoint[1]).is_file()
+    assert entrypoint[1].startswith(("ray_core/", "ray_data/", "ray_train/", "ray_tune/", "ray_serve/"))
+    runtime_env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+    assert runtime_env["working_dir"].endswith(".zip")
+    for requirement in runtime_env["pip"]:  # the same pins as requirements.txt
+        name, _, pinned = requirement.partition("==")
+        assert pinned == requirement_pin(name), requirement
