@@ -39,6 +39,7 @@ def _free_port() -> int:
 def _port_or_free(port: int) -> int:
     """`port` if nothing listens on it (Ray's usual ports read best in the README), else any free port."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a just-closed port is free
         try:
             sock.bind(("0.0.0.0", port))
         except OSError:
@@ -186,8 +187,10 @@ def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0, *,
             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
             f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}", *common,
         ], env, log, timeout))
+        # Its own temp dir, as on a second machine: with a shared one, both nodes unpack a job's working_dir
+        # into the same folder, and the second unpack deletes the files under the feet of a running job.
         cluster.process_groups.append(_ray_start([
-            f"--address={cluster.address}", f"--num-cpus={worker_cpus}",
+            f"--address={cluster.address}", f"--num-cpus={worker_cpus}", f"--temp-dir={temp_dir / 'w'}",
             f"--dashboard-agent-listen-port={_free_port()}", *common,
         ], env, log, timeout))
         _wait_for_nodes(cluster, 2, timeout)
