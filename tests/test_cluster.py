@@ -81,8 +81,9 @@ print(json.dumps(report))
 '''
 
 
-def nodes_of(report: dict, class_prefix: str) -> set[str]:
-    return {node for name, nodes in report["actors"].items() if name.startswith(class_prefix) for node in nodes}
+def nodes_of(report: dict, class_name: str) -> set[str]:
+    """The nodes that actors of a class (a part of its name, e.g. `ServeReplica:`) of one job ran on."""
+    return {node for name, nodes in report["actors"].items() if class_name in name for node in nodes if node}
 
 
 @pytest.mark.ray_cluster
@@ -91,19 +92,15 @@ def test_one_script_per_module_through_ray_jobs_uses_both_nodes(ray_cluster, tmp
     env = ray_cluster.env(base_env())
     out = {m: tmp_path / m for m in ("core", "data", "train", "tune", "serve")}
 
-    # The README's command, with the CLI: it uploads the working directory, streams the logs, waits.
-    proc = subprocess.run(
+    # The README's command, with the CLI: it uploads the working directory, streams the logs, waits. It runs
+    # next to the Train job below, whose placement (5 workers, 4 CPUs per node) does not depend on it.
+    cli_job = subprocess.Popen(
         [str(Path(sys.executable).with_name("ray")), "job", "submit", "--working-dir", ".", "--",
          "python", BOOTSTRAP.format(side="ray_version"), "--smoke-test", "--output", str(out["core"])],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "succeeded" in proc.stdout + proc.stderr and "Work time:" in proc.stdout
-    baseline = tmp_path / "core_baseline"
-    assert run(BOOTSTRAP.format(side="baseline"), "--smoke-test", "--output", baseline).returncode == 0
-    assert read_result(out["core"])["answer"] == read_result(baseline)["answer"]
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    # One job at a time: each of these asks for more than one node holds, or is spread by Ray, so its placement
-    # shows whether the work really used both nodes; a concurrent job could fill a node and skew that.
+    # Then one job at a time: each asks for more than one node holds, or is spread by Ray, so where its work ran
+    # shows whether it used both nodes; a job next to it could fill a node and decide that instead.
     waves = [
         # 5 Train workers of 1 CPU cannot fit on one 4-CPU node
         {"train": f"python ray_train/ray_version/train_classifier.py --rows 4000 --epochs 2 --hidden 64 "
@@ -120,6 +117,12 @@ def test_one_script_per_module_through_ray_jobs_uses_both_nodes(ray_cluster, tmp
     for name, job in report.items():
         assert job["status"] == "SUCCEEDED", f"{name} job: {job['logs']}"
         assert read_result(out[name])["side"] == "ray_version"
+
+    logs = cli_job.communicate(timeout=60)[0]
+    assert cli_job.returncode == 0 and "succeeded" in logs and "Work time:" in logs, logs[-3000:]
+    baseline = tmp_path / "core_baseline"
+    assert run(BOOTSTRAP.format(side="baseline"), "--smoke-test", "--output", baseline).returncode == 0
+    assert read_result(out["core"])["answer"] == read_result(baseline)["answer"]
 
     train = read_result(out["train"])
     assert train["details"]["workers"] == 5 and train["answer"]["epochs"] == 2 and train["answer"]["loss_fell"]
@@ -218,7 +221,8 @@ def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
         worker = json.loads(probe.stdout.readline() or "null")
         probe.wait(timeout=30)
         assert worker, "no bootstrap task ever ran on the worker node"
-        cluster.stop_node(1)  # SIGKILL the worker node's raylet, object store and workers at once
+        killed = cluster_cli("kill-worker", env=env)  # SIGKILL: raylet, object store and workers at once
+        assert killed.returncode == 0 and "Killed the worker node" in killed.stdout, killed.stdout + killed.stderr
         killed_at = time.monotonic()
         stdout, stderr = work.communicate(timeout=300)
         assert work.returncode == 0, stdout[-2000:] + stderr[-3000:]

@@ -6,6 +6,7 @@ process group, so that stopping this cluster never touches another Ray on the ma
     python -m workshop.cluster          # start, print the environment to export, wait for Ctrl-C, stop
     python -m workshop.cluster up       # start in the background (make cluster-up); state in .ray-cluster/
     python -m workshop.cluster env      # print the export line again: eval "$(python -m workshop.cluster env)"
+    python -m workshop.cluster kill-worker   # the worker node dies at once, as in a machine failure (a demo)
     python -m workshop.cluster down     # stop exactly that cluster (make cluster-down)
 """
 
@@ -277,6 +278,20 @@ def down(state_file: Path = STATE_FILE) -> int:
     return 0
 
 
+def kill_worker(state_file: Path = STATE_FILE) -> int:
+    cluster = _running(state_file)
+    if cluster is None:
+        print("error: no cluster started by `make cluster-up` is running; run make cluster-up", file=sys.stderr)
+        return 1
+    if not _is_our_group(cluster.process_groups[1], cluster.temp_dir):
+        print("The worker node is not running (already killed?); `ray status` shows what is left.")
+        return 0
+    cluster.stop_node(1)
+    print("Killed the worker node (raylet, object store and its worker processes, with SIGKILL). Ray notices "
+          "within about 10-15 s; `ray status` then lists it under Recent failures. make cluster-down cleans up.")
+    return 0
+
+
 def print_env(state_file: Path = STATE_FILE) -> int:
     cluster = _running(state_file)
     if cluster is None:
@@ -301,8 +316,9 @@ def foreground() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m workshop.cluster", description=__doc__.strip().splitlines()[0])
-    parser.add_argument("command", nargs="?", choices=["up", "down", "env"],
+    parser.add_argument("command", nargs="?", choices=["up", "down", "env", "kill-worker"],
                         help="up/down: start or stop the background cluster; env: print its export line; "
+                             "kill-worker: kill its worker node (a failure demo); "
                              "none: start one in the foreground until Ctrl-C")
     parser.add_argument("--head-cpus", type=int, default=4, help="logical CPUs of the head node (up)")
     parser.add_argument("--worker-cpus", type=int, default=4, help="logical CPUs of the worker node (up)")
@@ -312,7 +328,7 @@ def main() -> None:
     elif args.command == "up":
         sys.exit(up(head_cpus=args.head_cpus, worker_cpus=args.worker_cpus))
     else:
-        sys.exit({"down": down, "env": print_env}[args.command]())
+        sys.exit({"down": down, "env": print_env, "kill-worker": kill_worker}[args.command]())
 
 
 if __name__ == "__main__":
