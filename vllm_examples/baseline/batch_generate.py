@@ -1,0 +1,122 @@
+"""Batch text generation with Hugging Face transformers: generate() over a file of prompts, one padded batch at a time.
+
+Reads a JSONL prompt file (--prompts; by default one is generated from the seed), applies the model's chat
+template, sorts the prompts by length, runs greedy generate() on static padded batches with a progress bar,
+and writes one row per prompt (id, prompt, completion, token_ids, num_tokens) to completions.parquet.
+Every completion is exactly --max-tokens tokens long (end-of-sequence is suppressed until then), so both
+sides of the pair generate the same amount of work.
+
+    python vllm_examples/baseline/batch_generate.py --smoke-test          # tiny local model, seconds
+    python vllm_examples/baseline/batch_generate.py --num-prompts 256     # Qwen/Qwen2.5-0.5B-Instruct
+
+Twin: vllm_examples/ray_version/batch_generate.py (diff the two files to see the Ray changes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+from workshop import cli, llm_workload
+
+MODULE, PAIR, SIDE = "vllm_examples", "batch_generate", "baseline"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_prompts(args) -> list[dict]:
+    """The prompt rows: from --prompts, or generated from the seed (and saved next to the results)."""
+    if args.prompts:
+        return llm_workload.read_prompt_file(args.prompts)
+    rows = llm_workload.make_prompts(args.num_prompts, args.seed)
+    llm_workload.write_prompt_file(args.output / "prompts.jsonl", rows)
+    return rows
+
+
+def token_digest(token_ids: list[int]) -> str:
+    """A short fingerprint of one completion's token ids: equal digests, equal tokens."""
+    return hashlib.sha256(",".join(map(str, token_ids)).encode()).hexdigest()[:16]
+
+
+def to_row(prompt_row: dict, token_ids: list[int], completion: str) -> dict:
+    return {"id": prompt_row["id"], "prompt": prompt_row["prompt"], "completion": completion,
+            "token_ids": token_ids, "num_tokens": len(token_ids)}
+
+
+def generate_rows(prompt_rows: list[dict], model_name: str, args) -> list[dict]:
+    """Greedy generate() on static padded batches of similar length; rows come back in the input order."""
+    tokenizer = AutoTokenizer.from_pretrained(model_name)
+    tokenizer.padding_side = "left"  # decoder-only: pad on the left so every row continues from its last token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    device = "cuda" if args.use_gpu else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(model_name, dtype=DTYPES[args.dtype]).to(device).eval()
+    config = GenerationConfig(  # greedy, exactly max_tokens new tokens (EOS is masked until then)
+        do_sample=False, max_new_tokens=args.max_tokens, min_new_tokens=args.max_tokens,
+        eos_token_id=model.generation_config.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    texts = [tokenizer.apply_chat_template(llm_workload.chat_messages(r["prompt"]), tokenize=False,
+                                           add_generation_prompt=True) for r in prompt_rows]
+    # Sorting by length keeps the padding in each static batch small.
+    order = sorted(range(len(texts)), key=lambda i: len(tokenizer(texts[i])["input_ids"]))
+    token_ids: dict[int, list[int]] = {}
+    for start in tqdm(range(0, len(order), args.batch_size), desc="generate() batches", unit="batch"):
+        batch = order[start:start + args.batch_size]
+        encoded = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True).to(device)
+        with torch.inference_mode():
+            output = model.generate(**encoded, generation_config=config)
+        for i, ids in zip(batch, output[:, encoded["input_ids"].shape[1]:].tolist()):
+            token_ids[i] = ids
+    completions = tokenizer.batch_decode([token_ids[i] for i in range(len(texts))], skip_special_tokens=True)
+    return [to_row(r, token_ids[i], completions[i]) for i, r in enumerate(prompt_rows)]
+
+
+def main() -> None:
+    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser.add_argument("--prompts", type=Path, default=None,
+                        help="JSONL file, one {\"prompt\": ...} per line (default: generate --num-prompts)")
+    parser.add_argument("--num-prompts", type=cli.positive_int, default=256, help="prompts to generate")
+    parser.add_argument("--max-tokens", type=cli.positive_int, default=128, help="tokens generated per prompt")
+    parser.add_argument("--model", default=None,
+                        help=f"hub id or local folder (default {llm_workload.DEFAULT_MODEL}; "
+                             "with --smoke-test a tiny local Llama)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weights and compute dtype")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="prompts per generate() call")
+    parser.add_argument("--use-gpu", action="store_true", help="run on the first CUDA GPU")
+    args = parser.parse_args()
+    if args.smoke_test:
+        args.num_prompts, args.max_tokens = 16, 16
+    if args.use_gpu and not torch.cuda.is_available():
+        cli.fail("--use-gpu: PyTorch sees no CUDA GPU here; leave out --use-gpu to run on the CPU")
+    output = cli.prepare_output(args.output)
+    prompt_rows = load_prompts(args)
+    model_name = llm_workload.resolve_model(args.model, args.smoke_test, output, args.seed)
+
+    print(f"{len(prompt_rows)} prompts x {args.max_tokens} tokens with {model_name}", flush=True)
+    with cli.Timer() as timer:
+        rows = generate_rows(prompt_rows, model_name, args)
+        path = output / "completions.parquet"
+        pd.DataFrame(rows).to_parquet(path, index=False)
+
+    generated = sum(r["num_tokens"] for r in rows)
+    for r in rows[:2]:
+        print(f"  [{r['id']}] {r['prompt']!r} -> {r['completion'][:60]!r}")
+    print(f"Generated {generated} tokens for {len(rows)} prompts in {timer.seconds:.1f} s "
+          f"({generated / timer.seconds:.1f} tokens/s, model load included); rows: {path}")
+    result = cli.write_result(
+        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        answer={"prompts": len(rows), "max_tokens": args.max_tokens,
+                "with_requested_length": sum(r["num_tokens"] == args.max_tokens for r in rows),
+                "token_digests": [token_digest(r["token_ids"]) for r in rows]},
+        model=model_name, generated_tokens=generated, tokens_per_second=round(generated / timer.seconds, 2),
+        rows_path=str(path),
+    )
+    print(f"Result: {result}")
+
+
+if __name__ == "__main__":
+    main()

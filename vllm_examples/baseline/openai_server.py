@@ -1,0 +1,332 @@
+"""An OpenAI-compatible LLM server with FastAPI + Hugging Face transformers: one generate() call at a time.
+
+Routes (the same as the Ray Serve LLM twin): GET /v1/models, POST /v1/chat/completions, POST /v1/completions
+(streaming too), with OpenAI-style error bodies. Run it and leave it up (Ctrl-C stops it), then talk to it
+from a second terminal with the shared client:
+
+    python vllm_examples/baseline/openai_server.py --port 8000               # Qwen/Qwen2.5-0.5B-Instruct
+    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "Tell me about the fox."
+    python vllm_examples/openai_client.py --load --concurrency 16 --requests 64
+
+With --smoke-test (or --load-requests) it starts on a free port, runs the client's API check (good and bad
+requests) and a short load test, writes result.json, shuts down and exits.
+
+Twin: vllm_examples/ray_version/openai_server.py (diff the two files to see the Ray changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers.generation.streamers import BaseStreamer
+
+from workshop import cli, llm_workload, serve_client
+
+MODULE, PAIR, SIDE = "vllm_examples", "openai_server", "baseline"
+CLIENT = Path(__file__).resolve().parent.parent / "openai_client.py"
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+# ---- the OpenAI request subset the client uses (extra fields are ignored, as OpenAI's API does) ----
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class SamplingFields(BaseModel):
+    model: str
+    max_tokens: Optional[int] = Field(None, ge=1)
+    min_tokens: int = Field(0, ge=0)  # a vLLM extension: suppress end-of-sequence until this many tokens
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: Optional[int] = None
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str
+    max_tokens: Optional[int] = Field(16, ge=1)  # OpenAI's default for /v1/completions
+
+
+class APIError(Exception):
+    """An error the client should see as an OpenAI-style body: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(self, status: int, message: str, param: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+
+def error_response(status: int, message: str, param: Optional[str] = None) -> JSONResponse:
+    kind = {400: "BadRequestError", 404: "NotFoundError"}.get(status, "InternalServerError")
+    return JSONResponse(status_code=status,
+                        content={"error": {"message": message, "type": kind, "param": param, "code": status}})
+
+
+class TokenQueue(BaseStreamer):
+    """generate() hands each new token to put(); the HTTP side reads them from a queue as they come."""
+
+    def __init__(self) -> None:
+        self.tokens: queue.Queue = queue.Queue()
+        self.prompt_skipped = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_skipped:  # the first call carries the prompt
+            self.prompt_skipped = True
+            return
+        self.tokens.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self.tokens.put(None)
+
+
+class Generator:
+    """The model in this process. generate() calls run one at a time: a second request waits for the first."""
+
+    def __init__(self, model_name: str, args) -> None:
+        self.model_id = llm_workload.served_name(model_name)
+        self.max_model_len = args.max_model_len
+        self.device = "cuda" if args.use_gpu else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(model_name)
+        self.model = AutoModelForCausalLM.from_pretrained(model_name, dtype=DTYPES[args.dtype])
+        self.model.to(self.device).eval()
+        self.lock = threading.Lock()
+
+    def encode(self, request: SamplingFields, text: str) -> tuple[list[int], int]:
+        """Prompt token ids and the number of tokens to generate; 400 when they do not fit the context."""
+        ids = self.tokenizer(text)["input_ids"]
+        room = self.max_model_len - len(ids)
+        max_tokens = request.max_tokens or room
+        if max_tokens > room or room < 1:
+            raise APIError(400, f"This model's maximum context length is {self.max_model_len} tokens. However, "
+                                f"you requested {max_tokens} output tokens and your prompt contains {len(ids)} "
+                                f"input tokens, for a total of {len(ids) + max_tokens} tokens.", "max_tokens")
+        if request.min_tokens > max_tokens:
+            raise APIError(400, f"min_tokens ({request.min_tokens}) must not exceed max_tokens ({max_tokens})",
+                           "min_tokens")
+        return ids, max_tokens
+
+    def generate(self, ids: list[int], max_tokens: int, request: SamplingFields,
+                 streamer: Optional[TokenQueue] = None) -> list[int]:
+        greedy = request.temperature == 0.0
+        config = GenerationConfig(
+            do_sample=not greedy, temperature=None if greedy else request.temperature,
+            top_p=None if greedy else request.top_p, max_new_tokens=max_tokens, min_new_tokens=request.min_tokens,
+            eos_token_id=self.model.generation_config.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
+        )
+        inputs = torch.tensor([ids], device=self.device)
+        with self.lock, torch.inference_mode():  # one generate() at a time on the one model
+            if request.seed is not None:
+                torch.manual_seed(request.seed)
+            output = self.model.generate(inputs, attention_mask=torch.ones_like(inputs), generation_config=config,
+                                         streamer=streamer)
+        return output[0, len(ids):].tolist()
+
+    def finish_reason(self, new_ids: list[int], max_tokens: int) -> str:
+        return "length" if len(new_ids) >= max_tokens else "stop"
+
+    def decode(self, new_ids: list[int]) -> str:
+        return self.tokenizer.decode(new_ids, skip_special_tokens=True)
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def build_app(model_name: str, args) -> FastAPI:
+    """The FastAPI app: the OpenAI routes, errors and streaming, written out by hand around one Generator."""
+    app = FastAPI(title="OpenAI-compatible LLM server (transformers)")
+    generator = Generator(model_name, args)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.param)
+
+    @app.exception_handler(RequestValidationError)  # OpenAI answers 400, not FastAPI's 422, for a bad body
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ["body"]}
+        where = ".".join(str(part) for part in first.get("loc", ["body"])[1:]) or "body"
+        return error_response(400, f"Invalid request: {first.get('msg')} at {where}", where)
+
+    def check_model(name: str) -> None:
+        if name != generator.model_id:
+            raise APIError(404, f"The model `{name}` does not exist.", "model")
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return {"object": "list", "data": [{"id": generator.model_id, "object": "model",
+                                            "created": int(time.time()), "owned_by": "workshop"}]}
+
+    async def respond(request: SamplingFields, text: str, kind: str):
+        check_model(request.model)
+        ids, max_tokens = generator.encode(request, text)
+        reply_id, created = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}", int(time.time())
+        head = {"id": reply_id, "created": created, "model": generator.model_id}
+        if not request.stream:
+            # in a worker thread, so the event loop keeps answering (e.g. /v1/models) during generation
+            new_ids = await run_in_threadpool(generator.generate, ids, max_tokens, request)
+            reason, content = generator.finish_reason(new_ids, max_tokens), generator.decode(new_ids)
+            choice = ({"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": reason}
+                      if kind == "chat" else {"index": 0, "text": content, "finish_reason": reason, "logprobs": None})
+            return {**head, "object": "chat.completion" if kind == "chat" else "text_completion",
+                    "choices": [choice], "usage": usage(len(ids), len(new_ids))}
+        return StreamingResponse(stream_events(request, ids, max_tokens, kind, head), media_type="text/event-stream")
+
+    async def stream_events(request, ids, max_tokens, kind, head):
+        """Server-sent events: one chunk per new piece of text, then the finish reason, usage and [DONE]."""
+        streamer = TokenQueue()
+        worker = threading.Thread(target=generator.generate, args=(ids, max_tokens, request, streamer), daemon=True)
+        worker.start()
+        obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+
+        def chunk(piece: str, reason: Optional[str] = None) -> str:
+            choice = ({"index": 0, "delta": {"content": piece} if piece else {}, "finish_reason": reason}
+                      if kind == "chat" else {"index": 0, "text": piece, "finish_reason": reason, "logprobs": None})
+            return f"data: {json.dumps({**head, 'object': obj, 'choices': [choice]})}\n\n"
+
+        if kind == "chat":
+            first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            yield f"data: {json.dumps({**head, 'object': obj, 'choices': [first]})}\n\n"
+        new_ids: list[int] = []
+        sent = ""
+        while (tokens := await asyncio.to_thread(streamer.tokens.get)) is not None:
+            new_ids += tokens
+            text = generator.decode(new_ids)
+            if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the next token
+                continue
+            if len(text) > len(sent):
+                yield chunk(text[len(sent):])
+                sent = text
+        yield chunk("", generator.finish_reason(new_ids, max_tokens))
+        if request.stream_options and request.stream_options.include_usage:
+            yield f"data: {json.dumps({**head, 'object': obj, 'choices': [], 'usage': usage(len(ids), len(new_ids))})}\n\n"
+        yield "data: [DONE]\n\n"
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: ChatCompletionRequest):
+        messages = [m.model_dump() for m in request.messages]
+        text = generator.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return await respond(request, text, "chat")
+
+    @app.post("/v1/completions")
+    async def completions(request: CompletionRequest):
+        return await respond(request, request.prompt, "completion")
+
+    return app
+
+
+def start_server(port: int, model_name: str, args) -> uvicorn.Server:
+    """Load the model and build the server; `server.run()` serves until Ctrl-C."""
+    config = uvicorn.Config(build_app(model_name, args), host="127.0.0.1", port=port, log_level="warning")
+    return uvicorn.Server(config)
+
+
+def run_self_test(base_url: str, args) -> dict:
+    """The shared client in its own process: the API check, then a load test."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report_path = Path(tmp) / "report.json"
+        command = [sys.executable, str(CLIENT), "--base-url", base_url, "--check", "--load",
+                   "--requests", str(args.load_requests), "--concurrency", str(args.concurrency),
+                   "--max-tokens", str(args.max_tokens), "--seed", str(args.seed), "--json", str(report_path)]
+        proc = subprocess.run(command, text=True)
+        if proc.returncode != 0 or not report_path.exists():
+            raise RuntimeError(f"the client's self-test failed (exit {proc.returncode})")
+        return json.loads(report_path.read_text())
+
+
+def main() -> None:
+    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser.add_argument("--port", type=cli.positive_int, default=None,
+                        help="port on 127.0.0.1 (default 8000; with --smoke-test a free port)")
+    parser.add_argument("--model", default=None,
+                        help=f"hub id or local folder (default {llm_workload.DEFAULT_MODEL}; "
+                             "with --smoke-test a tiny local Llama)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weights and compute dtype")
+    parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
+                        help="longest prompt + completion the server accepts")
+    parser.add_argument("--use-gpu", action="store_true", help="run on the first CUDA GPU")
+    parser.add_argument("--load-requests", type=cli.positive_int, default=None,
+                        help="self-test: send this many requests, report, shut down (benchmark mode)")
+    parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="self-test load concurrency")
+    parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="self-test tokens per answer")
+    args = parser.parse_args()
+    if args.smoke_test:
+        args.load_requests = args.load_requests or 8
+        args.concurrency, args.max_tokens, args.max_model_len = 4, 8, 256
+    if args.use_gpu and not torch.cuda.is_available():
+        cli.fail("--use-gpu: PyTorch sees no CUDA GPU here; leave out --use-gpu to run on the CPU")
+    self_test = args.load_requests is not None
+    port = args.port or (serve_client.free_port() if self_test else 8000)
+    if serve_client.port_in_use(port):
+        cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
+    base_url = f"http://127.0.0.1:{port}/v1"
+    output = cli.prepare_output(args.output) if self_test else args.output
+    model_name = llm_workload.resolve_model(args.model, args.smoke_test, output, args.seed)
+
+    started = time.perf_counter()
+    print(f"Loading {model_name} ...", flush=True)
+    server = start_server(port, model_name, args)
+    if not self_test:
+        print(f"Serving {llm_workload.served_name(model_name)} on {base_url} (OpenAI API); Ctrl-C stops it",
+              flush=True)
+        try:
+            server.run()  # uvicorn finishes the requests in flight on Ctrl-C, then re-raises it
+        except KeyboardInterrupt:
+            print("Shut down", flush=True)
+        return
+
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        startup = time.perf_counter() - started
+        print(f"Serving on {base_url}; up in {startup:.1f} s", flush=True)
+        with cli.Timer() as timer:
+            report = run_self_test(base_url, args)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+    check, load = report["check"], report["load"]
+    print(f"Self-test passed: {load['ok']} streaming requests in {load['seconds']:.2f} s, "
+          f"{load['output_tokens_per_s']:.1f} output tokens/s, TTFT p50 {load['ttft_p50_ms']:.0f} ms, "
+          f"latency p99 {load['latency_p99_ms']:.0f} ms")
+    path = cli.write_result(
+        output, module=MODULE, pair=PAIR, side=SIDE, seconds=load["seconds"], smoke_test=args.smoke_test,
+        answer={"statuses": check["statuses"], "completion_tokens": check["completion_tokens"],
+                "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
+        startup_seconds=round(startup, 3), self_test_seconds=round(timer.seconds, 3), model=model_name, load=load,
+    )
+    print(f"Result: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Client for either OpenAI-compatible server (FastAPI baseline or Ray Serve LLM), with the official `openai` package.
+
+It finds the model through GET /v1/models, so the same command works against both servers unchanged:
+
+    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "Tell me about the fox."
+    python vllm_examples/openai_client.py --check                  # the API contract, incl. bad requests
+    python vllm_examples/openai_client.py --load --concurrency 16 --requests 64 --max-tokens 64
+
+--check sends good and bad requests (unknown model, max_tokens above the context, malformed messages) and
+exits 1 unless every answer has the expected status and the server still answers afterwards.
+--load sends --requests streaming chat requests, --concurrency at a time, each asking for exactly --max-tokens
+tokens (min_tokens, a vLLM extension both servers accept), and reports output tokens/s, time to first token
+and latency percentiles as a table and (with --json) as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import openai
+
+from workshop import cli, llm_workload
+from workshop.serve_client import percentile
+
+TIMEOUT_S = 120.0
+
+
+def make_client(base_url: str) -> openai.OpenAI:
+    # No API key is checked by these servers; max_retries=0 so that an error shows up as it happened.
+    return openai.OpenAI(base_url=base_url, api_key="not-needed", timeout=TIMEOUT_S, max_retries=0)
+
+
+def find_model(client: openai.OpenAI) -> str:
+    """The first (here: the only) model the server lists."""
+    models = client.models.list().data
+    if not models:
+        raise RuntimeError("GET /v1/models listed no model")
+    return models[0].id
+
+
+def status_of(call) -> tuple[int, object]:
+    """(HTTP status, response or error body) of one SDK call; API errors are returned, not raised."""
+    try:
+        return 200, call()
+    except openai.APIStatusError as err:
+        return err.status_code, err.body
+
+
+def error_message(body: object) -> str:
+    """The message of an error body. The SDK hands over the "error" object of an OpenAI-style body
+    ({"error": {"message": ...}}); Ray Serve LLM 2.60 answers an unknown model with FastAPI's {"detail": ...}."""
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("detail") or "")
+    return ""
+
+
+def check_server(client: openai.OpenAI, max_tokens: int = 8) -> dict:
+    """Good and bad requests, with the status each got. Raises AssertionError on a broken contract."""
+    model = find_model(client)
+    messages = llm_workload.chat_messages("What colour is the fox?")
+    exact = {"temperature": 0.0, "max_tokens": max_tokens, "extra_body": {"min_tokens": max_tokens}}
+    statuses, tokens, problems = {}, [], []
+
+    def expect(name, wanted, call):
+        status, body = status_of(call)
+        statuses[name] = status
+        if status not in wanted:
+            problems.append(f"{name}: HTTP {status} (expected {wanted}): {str(body)[:200]}")
+        elif status >= 400 and not error_message(body):
+            problems.append(f"{name}: HTTP {status} without an error message: {body!r:.200}")
+        return body
+
+    chat = expect("chat", {200}, lambda: client.chat.completions.create(model=model, messages=messages, **exact))
+    if statuses["chat"] == 200:
+        tokens.append(chat.usage.completion_tokens)
+        if not chat.choices[0].message.content:
+            problems.append("chat: empty message content")
+    completion = expect("completion", {200}, lambda: client.completions.create(
+        model=model, prompt="The owl eats", **exact))
+    if statuses["completion"] == 200:
+        tokens.append(completion.usage.completion_tokens)
+    stream = expect("stream", {200}, lambda: list(client.chat.completions.create(
+        model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **exact)))
+    if statuses["stream"] == 200:
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        usage = [c.usage for c in stream if c.usage]
+        tokens.append(usage[-1].completion_tokens if usage else -1)
+        if not text:
+            problems.append("stream: no content in the chunks")
+    expect("unknown_model", {404}, lambda: client.chat.completions.create(
+        model="no-such-model", messages=messages, max_tokens=4))
+    expect("max_tokens_too_large", {400, 422}, lambda: client.chat.completions.create(
+        model=model, messages=messages, max_tokens=10**7))
+    expect("malformed_messages", {400, 422}, lambda: client.chat.completions.create(
+        model=model, messages=[{"content": "no role"}], max_tokens=4))
+    expect("after_errors", {200}, lambda: client.chat.completions.create(model=model, messages=messages, **exact))
+    if any(t != max_tokens for t in tokens):
+        problems.append(f"completion_tokens {tokens}, expected {max_tokens} each")
+    if problems:
+        raise AssertionError("; ".join(problems))
+    return {"model": model, "statuses": statuses, "completion_tokens": tokens}
+
+
+async def _one_request(client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int) -> dict:
+    started = time.perf_counter()
+    first = None
+    tokens = 0
+    stream = await client.chat.completions.create(
+        model=model, messages=llm_workload.chat_messages(prompt), stream=True,
+        stream_options={"include_usage": True}, temperature=0.0, max_tokens=max_tokens,
+        extra_body={"min_tokens": max_tokens},
+    )
+    async for chunk in stream:
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - started
+        if chunk.usage:
+            tokens = chunk.usage.completion_tokens
+    return {"ttft": first if first is not None else time.perf_counter() - started,
+            "latency": time.perf_counter() - started, "tokens": tokens}
+
+
+async def _load(base_url: str, model: str, prompts: list[str], concurrency: int, max_tokens: int):
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", timeout=TIMEOUT_S, max_retries=0)
+    queue = iter(range(len(prompts)))
+    records, errors = [], {}
+
+    async def worker():
+        for i in queue:
+            try:
+                records.append(await _one_request(client, model, prompts[i], max_tokens))
+            except openai.APIStatusError as err:
+                errors[str(err.status_code)] = errors.get(str(err.status_code), 0) + 1
+            except openai.APIError as err:  # connection errors, timeouts
+                errors[type(err).__name__] = errors.get(type(err).__name__, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
+    await client.close()
+    return records, errors, wall
+
+
+def run_load(base_url: str, requests: int, concurrency: int, max_tokens: int, seed: int = 0) -> dict:
+    """Streaming chat requests at a fixed concurrency; returns tokens/s, TTFT and latency percentiles."""
+    model = find_model(make_client(base_url))
+    prompts = [row["prompt"] for row in llm_workload.make_prompts(requests, seed)]
+    records, errors, wall = asyncio.run(_load(base_url, model, prompts, concurrency, max_tokens))
+    tokens = sum(r["tokens"] for r in records)
+    ttft = [r["ttft"] for r in records]
+    latency = [r["latency"] for r in records]
+    return {
+        "model": model, "concurrency": concurrency, "requests": requests, "ok": len(records),
+        "failed": requests - len(records), "errors_by_status": errors, "max_tokens": max_tokens,
+        "seconds": round(wall, 3), "output_tokens": tokens,
+        "output_tokens_per_s": round(tokens / wall, 2) if wall > 0 else 0.0,
+        "requests_per_s": round(len(records) / wall, 3) if wall > 0 else 0.0,
+        "ttft_p50_ms": round(percentile(ttft, 50) * 1000, 1), "ttft_p99_ms": round(percentile(ttft, 99) * 1000, 1),
+        "latency_p50_ms": round(percentile(latency, 50) * 1000, 1),
+        "latency_p99_ms": round(percentile(latency, 99) * 1000, 1),
+    }
+
+
+def format_load(report: dict) -> str:
+    rows = [
+        ("requests (ok / failed)", f"{report['requests']} ({report['ok']} / {report['failed']})"),
+        ("concurrency", report["concurrency"]),
+        ("output tokens/s", f"{report['output_tokens_per_s']:.1f} ({report['output_tokens']} tokens "
+                            f"in {report['seconds']:.1f} s)"),
+        ("time to first token p50 / p99", f"{report['ttft_p50_ms']:.0f} / {report['ttft_p99_ms']:.0f} ms"),
+        ("latency p50 / p99", f"{report['latency_p50_ms']:.0f} / {report['latency_p99_ms']:.0f} ms"),
+        ("errors by status", ", ".join(f"{k}: {v}" for k, v in sorted(report["errors_by_status"].items())) or "none"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
+    return "\n".join(lines + [f"| {k.ljust(width)} | {v} |" for k, v in rows])
+
+
+def wait_for_server(base_url: str, timeout: float) -> None:
+    """Poll GET /v1/models until the server answers (a model server can take a minute to load)."""
+    client = openai.OpenAI(base_url=base_url, api_key="not-needed", timeout=5, max_retries=0)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if client.models.list().data:
+                return
+        except openai.APIError:
+            pass
+        if time.monotonic() > deadline:
+            cli.fail(f"no answer from {base_url}/models within {timeout:.0f} s; is the server running?")
+        time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("prompt", nargs="?", default="Tell me a short story about a grey fox.",
+                        help="the message for one chat request (default mode)")
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="the server's OpenAI API root")
+    parser.add_argument("--check", action="store_true", help="check the API contract, incl. bad requests")
+    parser.add_argument("--load", action="store_true", help="load test: tokens/s, time to first token, latency")
+    parser.add_argument("--requests", type=cli.positive_int, default=64, help="load: total requests")
+    parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="load: requests in flight")
+    parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="tokens per answer")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the load test's prompts")
+    parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server to answer")
+    parser.add_argument("--json", type=Path, default=None, help="also write the report to this JSON file")
+    args = parser.parse_args()
+
+    wait_for_server(args.base_url, args.wait)
+    report: dict = {}
+    if args.check:
+        try:
+            report["check"] = check_server(make_client(args.base_url))
+        except AssertionError as err:
+            cli.fail(f"API check failed against {args.base_url}: {err}")
+        print(f"API check passed ({report['check']['model']}): " + ", ".join(
+            f"{k} {v}" for k, v in report["check"]["statuses"].items()))
+    if args.load:
+        report["load"] = run_load(args.base_url, args.requests, args.concurrency, args.max_tokens, args.seed)
+        print(format_load(report["load"]))
+    if not (args.check or args.load):
+        client = make_client(args.base_url)
+        model = find_model(client)
+        stream = client.chat.completions.create(model=model, messages=llm_workload.chat_messages(args.prompt),
+                                                max_tokens=args.max_tokens, stream=True)
+        print(f"[{model}] ", end="", flush=True)
+        for chunk in stream:
+            if chunk.choices:
+                print(chunk.choices[0].delta.content or "", end="", flush=True)
+        print()
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if report.get("load", {}).get("failed"):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Batch text generation with Ray Data and vLLM: a streaming pipeline that feeds prompts to vLLM engines.
+
+Reads a JSONL prompt file (--prompts; by default one is generated from the seed) into a Ray Dataset; the
+ray.data.llm processor applies the chat template, tokenizes, runs greedy generation on vLLM engine actors
+(continuous batching, paged KV cache), detokenizes, and writes one row per prompt (id, prompt, completion,
+token_ids, num_tokens) to the completions/ folder of Parquet files. Every completion is exactly --max-tokens
+tokens long (min_tokens = max_tokens), so both sides of the pair generate the same amount of work.
+
+    python vllm_examples/ray_version/batch_generate.py --smoke-test          # tiny local model, about a minute
+    python vllm_examples/ray_version/batch_generate.py --num-prompts 256     # Qwen/Qwen2.5-0.5B-Instruct
+
+Needs vLLM (CPU: `pip install --no-deps -r requirements-vllm.txt`; GPU: see vllm_examples/README.md).
+Twin: vllm_examples/baseline/batch_generate.py (diff the two files to see the Ray changes; the numbered
+comments [1]..[9] are explained in vllm_examples/README.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import ray
+from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+from workshop import cli, llm_workload
+
+MODULE, PAIR, SIDE = "vllm_examples", "batch_generate", "ray_version"
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+def load_prompts(args) -> list[dict]:
+    """The prompt rows: from --prompts, or generated from the seed (and saved next to the results)."""
+    if args.prompts:
+        return llm_workload.read_prompt_file(args.prompts)
+    rows = llm_workload.make_prompts(args.num_prompts, args.seed)
+    llm_workload.write_prompt_file(args.output / "prompts.jsonl", rows)
+    return rows
+
+
+def token_digest(token_ids: list[int]) -> str:
+    """A short fingerprint of one completion's token ids: equal digests, equal tokens."""
+    return hashlib.sha256(",".join(map(str, token_ids)).encode()).hexdigest()[:16]
+
+
+def to_row(prompt_row: dict, token_ids: list[int], completion: str) -> dict:
+    return {"id": prompt_row["id"], "prompt": prompt_row["prompt"], "completion": completion,
+            "token_ids": token_ids, "num_tokens": len(token_ids)}
+
+
+def build_generator(model_name: str, args):
+    """The ray.data.llm processor: chat template -> tokenize -> vLLM engine -> detokenize, as Ray Data stages."""
+    light = {"num_cpus": 0.2}  # [7] the small CPU stages share one CPU, so an engine always fits (2-CPU laptop)
+    config = vLLMEngineProcessorConfig(  # [3] one config describes the engine, its resources and its batches
+        model_source=model_name,
+        engine_kwargs=llm_workload.engine_kwargs(args),  # vLLM's own arguments: dtype, lengths, KV cache size
+        batch_size=args.batch_size,  # [4] rows per call into an engine; the engine batches continuously inside
+        concurrency=args.engines,  # [5] engine replicas (data parallel), one model copy each
+        # [6] what each engine worker reserves. Without a placement group Ray Data asks for a GPU per worker,
+        # and on a CPU-only cluster the job would wait forever
+        placement_group_config={"bundle_per_worker": {"GPU": 1, "CPU": 1} if args.use_gpu else {"CPU": 1}},
+        chat_template_stage=light, tokenize_stage=light, detokenize_stage=light,
+    )
+    return build_processor(
+        config,
+        # [8] per row: the chat messages (templated by the processor) and this row's sampling parameters.
+        # Greedy, exactly max_tokens new tokens (stop tokens are ignored until min_tokens).
+        preprocess=lambda row: {
+            "messages": llm_workload.chat_messages(row["prompt"]),
+            "sampling_params": {"temperature": 0.0, "max_tokens": args.max_tokens, "min_tokens": args.max_tokens},
+        },
+        postprocess=lambda row: to_row(
+            {"id": row["id"], "prompt": row["messages"][0]["content"]},  # "prompt" now holds the templated text
+            [int(t) for t in row["generated_tokens"]], row["generated_text"],
+        ),
+        preprocess_map_kwargs=light, postprocess_map_kwargs=light,
+    )
+
+
+def generate_rows(prompt_rows: list[dict], model_name: str, args) -> ray.data.Dataset:
+    """The whole job as one lazy Dataset; rows stream through the stages, nothing runs until it is consumed."""
+    dataset = ray.data.from_items(prompt_rows)  # [2] a Dataset of prompt rows (ray.data.read_json for big files)
+    generator = build_generator(model_name, args)
+    return generator(dataset)
+
+
+def main() -> None:
+    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser.add_argument("--prompts", type=Path, default=None,
+                        help="JSONL file, one {\"prompt\": ...} per line (default: generate --num-prompts)")
+    parser.add_argument("--num-prompts", type=cli.positive_int, default=256, help="prompts to generate")
+    parser.add_argument("--max-tokens", type=cli.positive_int, default=128, help="tokens generated per prompt")
+    parser.add_argument("--model", default=None,
+                        help=f"hub id or local folder (default {llm_workload.DEFAULT_MODEL}; "
+                             "with --smoke-test a tiny local Llama)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=64, help="rows per call into an engine")
+    parser.add_argument("--use-gpu", action="store_true", help="one GPU per engine worker (CUDA vllm package)")
+    parser.add_argument("--engines", type=cli.positive_int, default=1, help="vLLM engine replicas (data parallel)")
+    parser.add_argument("--tensor-parallel-size", type=cli.positive_int, default=1,
+                        help="GPUs that share one engine (tensor parallel; with --use-gpu)")
+    parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
+                        help="longest prompt + completion an engine accepts")
+    parser.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV cache size per engine on a CPU (GiB)")
+    args = parser.parse_args()
+    if args.smoke_test:
+        args.num_prompts, args.max_tokens, args.max_model_len = 16, 16, 256
+    if args.tensor_parallel_size > 1 and not args.use_gpu:
+        parser.error("--tensor-parallel-size > 1 needs --use-gpu")
+    llm_workload.require_vllm()
+    output = cli.prepare_output(args.output)
+    prompt_rows = load_prompts(args)
+    model_name = llm_workload.resolve_model(args.model, args.smoke_test, output, args.seed)
+
+    started = time.perf_counter()
+    ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    startup = time.perf_counter() - started
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if args.use_gpu and gpus < args.engines * args.tensor_parallel_size:
+        cli.fail(f"--use-gpu: the Ray cluster has {gpus:g} GPUs, {args.engines * args.tensor_parallel_size} "
+                 "needed; leave out --use-gpu to run on CPUs")
+
+    print(f"{len(prompt_rows)} prompts x {args.max_tokens} tokens with {model_name}", flush=True)
+    with cli.Timer() as timer:
+        results = generate_rows(prompt_rows, model_name, args).materialize()  # runs the pipeline once
+        path = output / "completions"
+        results.write_parquet(str(path.resolve()), mode=ray.data.SaveMode.OVERWRITE)  # [9] one file per block
+        rows = sorted(results.take_all(), key=lambda r: r["id"])  # small here; see README for large jobs
+
+    generated = sum(r["num_tokens"] for r in rows)
+    for r in rows[:2]:
+        print(f"  [{r['id']}] {r['prompt']!r} -> {r['completion'][:60]!r}")
+    print(f"Generated {generated} tokens for {len(rows)} prompts in {timer.seconds:.1f} s "
+          f"({generated / timer.seconds:.1f} tokens/s, engine start included); rows: {path}")
+    result = cli.write_result(
+        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        answer={"prompts": len(rows), "max_tokens": args.max_tokens,
+                "with_requested_length": sum(r["num_tokens"] == args.max_tokens for r in rows),
+                "token_digests": [token_digest(list(r["token_ids"])) for r in rows]},
+        model=model_name, generated_tokens=generated, tokens_per_second=round(generated / timer.seconds, 2),
+        rows_path=str(path), startup_seconds=round(startup, 3),
+    )
+    print(f"Result: {result}")
+
+
+if __name__ == "__main__":
+    main()

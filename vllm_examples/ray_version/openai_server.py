@@ -1,0 +1,159 @@
+"""An OpenAI-compatible LLM server with Ray Serve LLM: vLLM engines as autoscaling Serve replicas.
+
+Routes (the same as the FastAPI baseline): GET /v1/models, POST /v1/chat/completions, POST /v1/completions
+(streaming too), with OpenAI-style error bodies. Run it and leave it up (Ctrl-C stops it), then talk to it
+from a second terminal with the shared client:
+
+    python vllm_examples/ray_version/openai_server.py --port 8000            # Qwen/Qwen2.5-0.5B-Instruct
+    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "Tell me about the fox."
+    python vllm_examples/openai_client.py --load --concurrency 16 --requests 64
+
+With --smoke-test (or --load-requests) it starts on a free port, runs the client's API check (good and bad
+requests) and a short load test, writes result.json, shuts down and exits.
+
+Needs vLLM (CPU: `pip install --no-deps -r requirements-vllm.txt`; GPU: see vllm_examples/README.md).
+Twin: vllm_examples/baseline/openai_server.py (diff the two files to see the Ray changes; the numbered
+comments [1]..[7] are explained in vllm_examples/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+from ray import serve
+from ray.serve.llm import LLMConfig, build_openai_app
+
+from workshop import cli, llm_workload, serve_client
+
+MODULE, PAIR, SIDE = "vllm_examples", "openai_server", "ray_version"
+CLIENT = Path(__file__).resolve().parent.parent / "openai_client.py"
+APP_NAME = "llm"
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+def build_app(model_name: str, args):
+    """The Serve application: an OpenAI-compatible router in front of autoscaling vLLM replicas."""
+    llm_config = LLMConfig(  # [2] one model: where it comes from, the engine, the hardware, the replicas
+        model_loading_config={"model_id": llm_workload.served_name(model_name), "model_source": model_name},
+        engine_kwargs=llm_workload.engine_kwargs(args),  # vLLM's own arguments: dtype, lengths, KV cache size
+        # [3] without this, each replica asks Ray for a GPU and, on a CPU-only cluster, never starts
+        accelerator_config={"kind": "gpu" if args.use_gpu else "cpu"},
+        deployment_config={  # [4] Serve options of the model deployment: autoscaling on requests in flight
+            "autoscaling_config": {
+                "min_replicas": args.min_replicas, "max_replicas": args.max_replicas,
+                "target_ongoing_requests": 16,  # add a replica when each has more than 16 requests in flight
+            },
+            "max_ongoing_requests": 64,  # per replica; vLLM batches them continuously
+            # the replica actor only forwards requests to its engine (which has a CPU of its own): a small share
+            "ray_actor_options": {"num_cpus": 0.25},
+        },
+    )
+    return build_openai_app({  # [5] the OpenAI routes, errors and streaming, in front of the model deployment
+        "llm_configs": [llm_config],
+        "ingress_deployment_config": {"ray_actor_options": {"num_cpus": 0.25}},  # fits on a 2-CPU laptop too
+    })
+
+
+def start_server(port: int, model_name: str, args) -> None:
+    """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it keeps serving until serve.shutdown()."""
+    # [6] HTTP options are cluster-wide and set before the first app; one proxy, on the head node
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+    serve.run(build_app(model_name, args), name=APP_NAME, route_prefix="/")  # returns once the model is loaded
+
+
+def run_self_test(base_url: str, args) -> dict:
+    """The shared client in its own process: the API check, then a load test."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report_path = Path(tmp) / "report.json"
+        command = [sys.executable, str(CLIENT), "--base-url", base_url, "--check", "--load",
+                   "--requests", str(args.load_requests), "--concurrency", str(args.concurrency),
+                   "--max-tokens", str(args.max_tokens), "--seed", str(args.seed), "--json", str(report_path)]
+        proc = subprocess.run(command, text=True)
+        if proc.returncode != 0 or not report_path.exists():
+            raise RuntimeError(f"the client's self-test failed (exit {proc.returncode})")
+        return json.loads(report_path.read_text())
+
+
+def main() -> None:
+    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser.add_argument("--port", type=cli.positive_int, default=None,
+                        help="port on 127.0.0.1 (default 8000; with --smoke-test a free port)")
+    parser.add_argument("--model", default=None,
+                        help=f"hub id or local folder (default {llm_workload.DEFAULT_MODEL}; "
+                             "with --smoke-test a tiny local Llama)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
+    parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
+                        help="longest prompt + completion the server accepts")
+    parser.add_argument("--use-gpu", action="store_true", help="one GPU per replica (CUDA vllm package)")
+    parser.add_argument("--tensor-parallel-size", type=cli.positive_int, default=1,
+                        help="GPUs that share one replica's engine (tensor parallel; with --use-gpu)")
+    parser.add_argument("--min-replicas", type=cli.positive_int, default=1, help="autoscaling: fewest replicas")
+    parser.add_argument("--max-replicas", type=cli.positive_int, default=2, help="autoscaling: most replicas")
+    parser.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV cache size per replica on a CPU (GiB)")
+    parser.add_argument("--load-requests", type=cli.positive_int, default=None,
+                        help="self-test: send this many requests, report, shut down (benchmark mode)")
+    parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="self-test load concurrency")
+    parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="self-test tokens per answer")
+    args = parser.parse_args()
+    if args.smoke_test:
+        args.load_requests = args.load_requests or 8
+        args.concurrency, args.max_tokens, args.max_model_len, args.max_replicas = 4, 8, 256, 1
+    if args.tensor_parallel_size > 1 and not args.use_gpu:
+        parser.error("--tensor-parallel-size > 1 needs --use-gpu")
+    if args.min_replicas > args.max_replicas:
+        parser.error("--min-replicas must not exceed --max-replicas")
+    llm_workload.require_vllm()
+    self_test = args.load_requests is not None
+    port = args.port or (serve_client.free_port() if self_test else 8000)
+    if serve_client.port_in_use(port):
+        cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
+    base_url = f"http://127.0.0.1:{port}/v1"
+    output = cli.prepare_output(args.output) if self_test else args.output
+    model_name = llm_workload.resolve_model(args.model, args.smoke_test, output, args.seed)
+
+    started = time.perf_counter()
+    ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if args.use_gpu and gpus < args.tensor_parallel_size:
+        cli.fail(f"--use-gpu: the Ray cluster has {gpus:g} GPUs, {args.tensor_parallel_size} needed; "
+                 "leave out --use-gpu to run on CPUs")
+    try:
+        print(f"Loading {model_name} ...", flush=True)
+        start_server(port, model_name, args)
+        if not self_test:
+            print(f"Serving {llm_workload.served_name(model_name)} on {base_url} (OpenAI API); Ctrl-C stops it",
+                  flush=True)
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                print("Shut down", flush=True)
+            return
+        startup = time.perf_counter() - started
+        print(f"Serving on {base_url}; up in {startup:.1f} s", flush=True)
+        with cli.Timer() as timer:
+            report = run_self_test(base_url, args)
+    finally:
+        serve.shutdown()  # [7] remove the app, its replicas and the proxy: nothing is left behind
+
+    check, load = report["check"], report["load"]
+    print(f"Self-test passed: {load['ok']} streaming requests in {load['seconds']:.2f} s, "
+          f"{load['output_tokens_per_s']:.1f} output tokens/s, TTFT p50 {load['ttft_p50_ms']:.0f} ms, "
+          f"latency p99 {load['latency_p99_ms']:.0f} ms")
+    path = cli.write_result(
+        output, module=MODULE, pair=PAIR, side=SIDE, seconds=load["seconds"], smoke_test=args.smoke_test,
+        answer={"statuses": check["statuses"], "completion_tokens": check["completion_tokens"],
+                "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
+        startup_seconds=round(startup, 3), self_test_seconds=round(timer.seconds, 3), model=model_name, load=load,
+    )
+    print(f"Result: {path}")
+
+
+if __name__ == "__main__":
+    main()
