@@ -3,8 +3,8 @@
 - `make_prompts(count, seed)`: varied one-line instructions about a made-up world, the same for a seed.
 - `write_prompt_file` / `read_prompt_file`: the JSONL prompt file (one `{"id": ..., "prompt": ...}` per line);
   reading it fails with one clear line on a missing, empty or malformed file.
-- `resolve_model(args, output)`: the hub model id for a real run, or the tiny local Llama for `--smoke-test`
-  (workshop/tiny_llm.py, built once into the output folder: no hub access needed).
+- `resolve_model(...)`: the hub model id for a real run; the tiny local Llama for `--smoke-test`
+  (workshop/tiny_llm.py) or a 28M-parameter random Llama for benchmarks, both built locally (no hub access).
 - `chat_messages(prompt)`: the OpenAI-style message list every side sends.
 - `engine_kwargs(args)`: the vLLM engine arguments both Ray scripts pass (dtype, lengths, an explicit CPU KV
   cache size: vLLM would otherwise size it from most of the RAM).
@@ -77,19 +77,55 @@ def chat_messages(prompt: str) -> list[dict]:
     return [{"role": "user", "content": prompt}]
 
 
-def resolve_model(model: str | None, smoke_test: bool, output: Path, seed: int = 0) -> str:
-    """The model to load: `model` if given; with --smoke-test the tiny local Llama; else DEFAULT_MODEL.
+def build_random_llama_28m(folder: Path, seed: int = 0) -> Path:
+    """A random-init Llama of about 28M parameters (8 layers, hidden 512, 8 heads of 64) with the tiny model's
+    tokenizer: big enough that generation is compute-bound, so tokens/s comparisons mean something, and
+    built locally, so benchmarks need no hub access. Like the tiny model it knows nothing."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    The tiny model is built into `output/tiny_llm` (an absolute path, so that Ray workers find it too).
-    """
-    if model:
+    tiny_llm.build_tiny_llama(folder, seed=seed)  # tokenizer + chat template (and a tiny model, replaced here)
+    (folder / tiny_llm.MARKER).unlink()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
+        num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    (folder / tiny_llm.MARKER).write_text(json.dumps({"seed": seed, "model": "random-llama-28m"}) + "\n")
+    return folder
+
+
+# Models built locally (no hub): --model NAME, and --smoke-test uses "tiny-llama".
+LOCAL_MODELS = {
+    "tiny-llama": lambda folder, seed: tiny_llm.build_tiny_llama(folder, seed=seed),  # 2 layers, hidden 64
+    "random-llama-28m": build_random_llama_28m,
+}
+
+
+def resolve_model(model: str | None, smoke_test: bool, output: Path, seed: int = 0) -> str:
+    """The model to load: a hub id or a folder as given; a LOCAL_MODELS name, built into `output/NAME` (an
+    absolute path, so that Ray workers find it too); by default DEFAULT_MODEL, or "tiny-llama" with --smoke-test."""
+    model = model or ("tiny-llama" if smoke_test else DEFAULT_MODEL)
+    if model not in LOCAL_MODELS:
         return model
-    if not smoke_test:
-        return DEFAULT_MODEL
-    folder = output.resolve() / "tiny_llm"
+    folder = output.resolve() / model
     if not tiny_llm.is_built(folder):
-        tiny_llm.build_tiny_llama(folder, seed=seed)
+        LOCAL_MODELS[model](folder, seed)
     return str(folder)
+
+
+def apply_smoke_defaults(parser, args, **sizes) -> None:
+    """With --smoke-test, use these sizes for every option the user left at its default."""
+    if args.smoke_test:
+        for name, value in sizes.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
 
 
 def served_name(model: str) -> str:

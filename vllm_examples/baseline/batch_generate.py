@@ -82,14 +82,13 @@ def main() -> None:
     parser.add_argument("--num-prompts", type=cli.positive_int, default=256, help="prompts to generate")
     parser.add_argument("--max-tokens", type=cli.positive_int, default=128, help="tokens generated per prompt")
     parser.add_argument("--model", default=None,
-                        help=f"hub id or local folder (default {llm_workload.DEFAULT_MODEL}; "
-                             "with --smoke-test a tiny local Llama)")
+                        help=f"hub id, local folder, or one of {sorted(llm_workload.LOCAL_MODELS)} (built "
+                             f"here, no download); default {llm_workload.DEFAULT_MODEL}, with --smoke-test tiny-llama")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weights and compute dtype")
     parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="prompts per generate() call")
     parser.add_argument("--use-gpu", action="store_true", help="run on the first CUDA GPU")
     args = parser.parse_args()
-    if args.smoke_test:
-        args.num_prompts, args.max_tokens = 16, 16
+    llm_workload.apply_smoke_defaults(parser, args, num_prompts=16, max_tokens=16)
     if args.use_gpu and not torch.cuda.is_available():
         cli.fail("--use-gpu: PyTorch sees no CUDA GPU here; leave out --use-gpu to run on the CPU")
     output = cli.prepare_output(args.output)

@@ -266,8 +266,8 @@ def main() -> None:
     parser.add_argument("--port", type=cli.positive_int, default=None,
                         help="port on 127.0.0.1 (default 8000; with --smoke-test a free port)")
     parser.add_argument("--model", default=None,
-                        help=f"hub id or local folder (default {llm_workload.DEFAULT_MODEL}; "
-                             "with --smoke-test a tiny local Llama)")
+                        help=f"hub id, local folder, or one of {sorted(llm_workload.LOCAL_MODELS)} (built "
+                             f"here, no download); default {llm_workload.DEFAULT_MODEL}, with --smoke-test tiny-llama")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weights and compute dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion the server accepts")
@@ -277,9 +277,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="self-test load concurrency")
     parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="self-test tokens per answer")
     args = parser.parse_args()
-    if args.smoke_test:
-        args.load_requests = args.load_requests or 8
-        args.concurrency, args.max_tokens, args.max_model_len = 4, 8, 256
+    llm_workload.apply_smoke_defaults(parser, args, load_requests=8, concurrency=4, max_tokens=8, max_model_len=256)
     if args.use_gpu and not torch.cuda.is_available():
         cli.fail("--use-gpu: PyTorch sees no CUDA GPU here; leave out --use-gpu to run on the CPU")
     self_test = args.load_requests is not None

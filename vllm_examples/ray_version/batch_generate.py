@@ -91,8 +91,8 @@ def main() -> None:
     parser.add_argument("--num-prompts", type=cli.positive_int, default=256, help="prompts to generate")
     parser.add_argument("--max-tokens", type=cli.positive_int, default=128, help="tokens generated per prompt")
     parser.add_argument("--model", default=None,
-                        help=f"hub id or local folder (default {llm_workload.DEFAULT_MODEL}; "
-                             "with --smoke-test a tiny local Llama)")
+                        help=f"hub id, local folder, or one of {sorted(llm_workload.LOCAL_MODELS)} (built "
+                             f"here, no download); default {llm_workload.DEFAULT_MODEL}, with --smoke-test tiny-llama")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--batch-size", type=cli.positive_int, default=64, help="rows per call into an engine")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per engine worker (CUDA vllm package)")
@@ -103,8 +103,7 @@ def main() -> None:
                         help="longest prompt + completion an engine accepts")
     parser.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV cache size per engine on a CPU (GiB)")
     args = parser.parse_args()
-    if args.smoke_test:
-        args.num_prompts, args.max_tokens, args.max_model_len = 16, 16, 256
+    llm_workload.apply_smoke_defaults(parser, args, num_prompts=16, max_tokens=16, max_model_len=256)
     if args.tensor_parallel_size > 1 and not args.use_gpu:
         parser.error("--tensor-parallel-size > 1 needs --use-gpu")
     llm_workload.require_vllm()

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import ray
 from ray import serve
-from ray.serve.llm import LLMConfig, build_openai_app
 
 from workshop import cli, llm_workload, serve_client
 
@@ -39,6 +38,10 @@ DTYPES = ("bfloat16", "float16", "float32")
 
 def build_app(model_name: str, args):
     """The Serve application: an OpenAI-compatible router in front of autoscaling vLLM replicas."""
+    # Imported here, not at the top: ray.serve.llm loads vLLM (half a minute on a small machine), which --help
+    # and a mistyped flag should not wait for.
+    from ray.serve.llm import LLMConfig, build_openai_app
+
     llm_config = LLMConfig(  # [2] one model: where it comes from, the engine, the hardware, the replicas
         model_loading_config={"model_id": llm_workload.served_name(model_name), "model_source": model_name},
         engine_kwargs=llm_workload.engine_kwargs(args),  # vLLM's own arguments: dtype, lengths, KV cache size
@@ -85,8 +88,8 @@ def main() -> None:
     parser.add_argument("--port", type=cli.positive_int, default=None,
                         help="port on 127.0.0.1 (default 8000; with --smoke-test a free port)")
     parser.add_argument("--model", default=None,
-                        help=f"hub id or local folder (default {llm_workload.DEFAULT_MODEL}; "
-                             "with --smoke-test a tiny local Llama)")
+                        help=f"hub id, local folder, or one of {sorted(llm_workload.LOCAL_MODELS)} (built "
+                             f"here, no download); default {llm_workload.DEFAULT_MODEL}, with --smoke-test tiny-llama")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion the server accepts")
@@ -101,9 +104,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="self-test load concurrency")
     parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="self-test tokens per answer")
     args = parser.parse_args()
-    if args.smoke_test:
-        args.load_requests = args.load_requests or 8
-        args.concurrency, args.max_tokens, args.max_model_len, args.max_replicas = 4, 8, 256, 1
+    llm_workload.apply_smoke_defaults(parser, args, load_requests=8, concurrency=4, max_tokens=8, max_model_len=256,
+                                      max_replicas=1)
     if args.tensor_parallel_size > 1 and not args.use_gpu:
         parser.error("--tensor-parallel-size > 1 needs --use-gpu")
     if args.min_replicas > args.max_replicas:
