@@ -113,7 +113,7 @@ def ray_errors(min_cpus: float = 1) -> Iterator[None]:
         watchdog.start()
     try:
         yield
-    except Exception as exc:  # whatever ray.init() raised: say what to check, in one line
+    except Exception as exc:  # noqa: BLE001  (whatever ray.init() raised: say what to check, in one line)
         _fail(_explain(exc, address))
     finally:
         if watchdog is not None:
