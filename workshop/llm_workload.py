@@ -21,7 +21,7 @@ from pathlib import Path
 
 from workshop import cli, tiny_llm
 
-# A small public instruct model: about 1 GB in float32, fast enough on a laptop CPU. Needs the hub on first use.
+# A small public instruct model: about 2 GB in float32, usable on a laptop CPU. Needs the hub on first use.
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 TEMPLATES = [
     "Tell me a short story about a {colour} {animal} that eats {food}.",

@@ -50,7 +50,7 @@ def to_row(prompt_row: dict, token_ids: list[int], completion: str) -> dict:
 
 def build_generator(model_name: str, args):
     """The ray.data.llm processor: chat template -> tokenize -> vLLM engine -> detokenize, as Ray Data stages."""
-    light = {"num_cpus": 0.2}  # [7] the small CPU stages share one CPU, so an engine always fits (2-CPU laptop)
+    light = {"num_cpus": 0.2}
     config = vLLMEngineProcessorConfig(  # [3] one config describes the engine, its resources and its batches
         model_source=model_name,
         engine_kwargs=llm_workload.engine_kwargs(args),  # vLLM's own arguments: dtype, lengths, KV cache size
@@ -59,6 +59,8 @@ def build_generator(model_name: str, args):
         # [6] what each engine worker reserves. Without a placement group Ray Data asks for a GPU per worker,
         # and on a CPU-only cluster the job would wait forever
         placement_group_config={"bundle_per_worker": {"GPU": 1, "CPU": 1} if args.use_gpu else {"CPU": 1}},
+        # [7] the light CPU stages (and pre/postprocess below) take a fifth of a CPU each, so that an engine
+        # always finds its CPU, also on a 2-CPU laptop; with 1 CPU each they could starve it and hang
         chat_template_stage=light, tokenize_stage=light, detokenize_stage=light,
     )
     return build_processor(
