@@ -1,4 +1,4 @@
-"""Client for either OpenAI-compatible server (FastAPI baseline or Ray Serve LLM), with the official `openai` package.
+"""A client for both OpenAI-compatible servers (FastAPI baseline, Ray Serve LLM), with the `openai` package.
 
 It finds the model through GET /v1/models, so the same command works against both servers unchanged:
 
@@ -53,7 +53,8 @@ def status_of(call) -> tuple[int, object]:
 
 def error_message(body: object) -> str:
     """The message of an error body. The SDK hands over the "error" object of an OpenAI-style body
-    ({"error": {"message": ...}}); Ray Serve LLM 2.60 answers an unknown model with FastAPI's {"detail": ...}."""
+    ({"error": {"message": ...}}); Ray Serve LLM 2.60 answers an unknown model with FastAPI's {"detail": ...}.
+    """
     if isinstance(body, dict):
         return str(body.get("message") or body.get("detail") or "")
     return ""
@@ -75,7 +76,8 @@ def check_server(client: openai.OpenAI, max_tokens: int = 8) -> dict:
             problems.append(f"{name}: HTTP {status} without an error message: {body!r:.200}")
         return body
 
-    chat = expect("chat", {200}, lambda: client.chat.completions.create(model=model, messages=messages, **exact))
+    chat = expect("chat", {200}, lambda: client.chat.completions.create(
+        model=model, messages=messages, **exact))
     if statuses["chat"] == 200:
         tokens.append(chat.usage.completion_tokens)
         if not chat.choices[0].message.content:
@@ -98,7 +100,8 @@ def check_server(client: openai.OpenAI, max_tokens: int = 8) -> dict:
         model=model, messages=messages, max_tokens=10**7))
     expect("malformed_messages", {400, 422}, lambda: client.chat.completions.create(
         model=model, messages=[{"content": "no role"}], max_tokens=4))
-    expect("after_errors", {200}, lambda: client.chat.completions.create(model=model, messages=messages, **exact))
+    expect("after_errors", {200}, lambda: client.chat.completions.create(
+        model=model, messages=messages, **exact))
     if any(t != max_tokens for t in tokens):
         problems.append(f"completion_tokens {tokens}, expected {max_tokens} each")
     if problems:
@@ -159,7 +162,8 @@ def run_load(base_url: str, requests: int, concurrency: int, max_tokens: int, se
         "seconds": round(wall, 3), "output_tokens": tokens,
         "output_tokens_per_s": round(tokens / wall, 2) if wall > 0 else 0.0,
         "requests_per_s": round(len(records) / wall, 3) if wall > 0 else 0.0,
-        "ttft_p50_ms": round(percentile(ttft, 50) * 1000, 1), "ttft_p99_ms": round(percentile(ttft, 99) * 1000, 1),
+        "ttft_p50_ms": round(percentile(ttft, 50) * 1000, 1),
+        "ttft_p99_ms": round(percentile(ttft, 99) * 1000, 1),
         "latency_p50_ms": round(percentile(latency, 50) * 1000, 1),
         "latency_p99_ms": round(percentile(latency, 99) * 1000, 1),
     }
@@ -173,7 +177,8 @@ def format_load(report: dict) -> str:
                             f"in {report['seconds']:.1f} s)"),
         ("time to first token p50 / p99", f"{report['ttft_p50_ms']:.0f} / {report['ttft_p99_ms']:.0f} ms"),
         ("latency p50 / p99", f"{report['latency_p50_ms']:.0f} / {report['latency_p99_ms']:.0f} ms"),
-        ("errors by status", ", ".join(f"{k}: {v}" for k, v in sorted(report["errors_by_status"].items())) or "none"),
+        ("errors by status",
+         ", ".join(f"{k}: {v}" for k, v in sorted(report["errors_by_status"].items())) or "none"),
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
@@ -202,7 +207,7 @@ def main() -> None:
                         help="the message for one chat request (default mode)")
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="the server's OpenAI API root")
     parser.add_argument("--check", action="store_true", help="check the API contract, incl. bad requests")
-    parser.add_argument("--load", action="store_true", help="load test: tokens/s, time to first token, latency")
+    parser.add_argument("--load", action="store_true", help="load test: tokens/s, first-token time, latency")
     parser.add_argument("--requests", type=cli.positive_int, default=64, help="load: total requests")
     parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="load: requests in flight")
     parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="tokens per answer")

@@ -1,4 +1,4 @@
-"""What both sides of vllm_examples share: the prompts, the prompt file, the model choice and vLLM's CPU settings.
+"""What both sides of vllm_examples share: the prompts, the prompt file, the models and vLLM's settings.
 
 - `make_prompts(count, seed)`: varied one-line instructions about a made-up world, the same for a seed.
 - `write_prompt_file` / `read_prompt_file`: the JSONL prompt file (one `{"id": ..., "prompt": ...}` per line);
@@ -54,7 +54,7 @@ def write_prompt_file(path: Path, rows: list[dict]) -> Path:
 
 
 def read_prompt_file(path: Path) -> list[dict]:
-    """The rows of a JSONL prompt file, `id` = the prompt's position (0, 1, ...). Exits with one line on bad input."""
+    """The rows of a JSONL prompt file, `id` = the prompt's position (0, 1, ...); exits on bad input."""
     if not path.is_file():
         cli.fail(f"prompt file {path} not found; pass an existing JSONL file to --prompts")
     rows = []
@@ -66,10 +66,12 @@ def read_prompt_file(path: Path) -> list[dict]:
         except ValueError:
             cli.fail(f"{path}:{number}: not a JSON object; each line must look like {{\"prompt\": \"...\"}}")
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-            cli.fail(f"{path}:{number}: no non-empty \"prompt\" string; each line must look like {{\"prompt\": \"...\"}}")
+            cli.fail(f"{path}:{number}: no non-empty \"prompt\" string; "
+                     "each line must look like {\"prompt\": \"...\"}")
         rows.append({"id": len(rows), "prompt": row["prompt"]})
     if not rows:
-        cli.fail(f"prompt file {path} has no prompts; add lines like {{\"prompt\": \"Hello\"}} or leave out --prompts")
+        cli.fail(f"prompt file {path} has no prompts; "
+                 "add lines like {\"prompt\": \"Hello\"} or leave out --prompts")
     return rows
 
 
@@ -84,7 +86,8 @@ def build_random_llama_28m(folder: Path, seed: int = 0) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tiny_llm.build_tiny_llama(folder, seed=seed)  # tokenizer + chat template (and a tiny model, replaced here)
+    # the tokenizer and chat template (and a tiny model, replaced below)
+    tiny_llm.build_tiny_llama(folder, seed=seed)
     (folder / tiny_llm.MARKER).unlink()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     torch.manual_seed(seed)
@@ -108,9 +111,14 @@ LOCAL_MODELS = {
 }
 
 
+MODEL_HELP = (f"hub id, local folder, or one of {sorted(LOCAL_MODELS)} (built here, no download); "
+              f"default {DEFAULT_MODEL}, with --smoke-test tiny-llama")
+
+
 def resolve_model(model: str | None, smoke_test: bool, output: Path, seed: int = 0) -> str:
     """The model to load: a hub id or a folder as given; a LOCAL_MODELS name, built into `output/NAME` (an
-    absolute path, so that Ray workers find it too); by default DEFAULT_MODEL, or "tiny-llama" with --smoke-test."""
+    absolute path, so that Ray workers find it too); by default DEFAULT_MODEL, with --smoke-test "tiny-llama".
+    """
     model = model or ("tiny-llama" if smoke_test else DEFAULT_MODEL)
     if model not in LOCAL_MODELS:
         return model
@@ -142,7 +150,7 @@ def engine_kwargs(args) -> dict:
     """
     kwargs = {
         "dtype": args.dtype,
-        "max_model_len": args.max_model_len,  # the longest prompt + completion; bounds one sequence's KV cache
+        "max_model_len": args.max_model_len,  # the longest prompt + completion (one sequence's KV cache)
         "tensor_parallel_size": args.tensor_parallel_size,  # GPUs that share one engine (one model copy)
         "enforce_eager": not args.use_gpu,  # CPU: no graph capture or compilation, a faster start
         "seed": args.seed,
@@ -163,5 +171,5 @@ def require_vllm() -> None:
     """Exit with one line that says how to install vLLM; the baselines need no vLLM."""
     if not vllm_installed():
         cli.fail("vLLM is not installed, and the Ray + vLLM scripts need it: on Linux x86-64 run "
-                 "`pip install --no-deps -r requirements-vllm.txt` (CPU) or see vllm_examples/README.md for the "
-                 "GPU package; on macOS/Windows run the baseline scripts, which need no vLLM")
+                 "`pip install --no-deps -r requirements-vllm.txt` (CPU) or see vllm_examples/README.md "
+                 "for the GPU package; on macOS/Windows run the baseline scripts, which need no vLLM")

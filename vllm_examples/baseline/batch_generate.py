@@ -1,4 +1,4 @@
-"""Batch text generation with Hugging Face transformers: generate() over a file of prompts, one padded batch at a time.
+"""Batch text generation with Hugging Face transformers: generate() on a file of prompts, in padded batches.
 
 Reads a JSONL prompt file (--prompts; by default one is generated from the seed), applies the model's chat
 template, sorts the prompts by length, runs greedy generate() on static padded batches with a progress bar,
@@ -50,7 +50,7 @@ def to_row(prompt_row: dict, token_ids: list[int], completion: str) -> dict:
 def generate_rows(prompt_rows: list[dict], model_name: str, args) -> list[dict]:
     """Greedy generate() on static padded batches of similar length; rows come back in the input order."""
     tokenizer = AutoTokenizer.from_pretrained(model_name)
-    tokenizer.padding_side = "left"  # decoder-only: pad on the left so every row continues from its last token
+    tokenizer.padding_side = "left"  # decoder-only: pad on the left, so every row goes on from its last token
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     device = "cuda" if args.use_gpu else "cpu"
@@ -80,11 +80,11 @@ def main() -> None:
     parser.add_argument("--prompts", type=Path, default=None,
                         help="JSONL file, one {\"prompt\": ...} per line (default: generate --num-prompts)")
     parser.add_argument("--num-prompts", type=cli.positive_int, default=256, help="prompts to generate")
-    parser.add_argument("--max-tokens", type=cli.positive_int, default=128, help="tokens generated per prompt")
-    parser.add_argument("--model", default=None,
-                        help=f"hub id, local folder, or one of {sorted(llm_workload.LOCAL_MODELS)} (built "
-                             f"here, no download); default {llm_workload.DEFAULT_MODEL}, with --smoke-test tiny-llama")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weights and compute dtype")
+    parser.add_argument("--max-tokens", type=cli.positive_int, default=128,
+                        help="tokens generated per prompt")
+    parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="weights and compute dtype")
     parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="prompts per generate() call")
     parser.add_argument("--use-gpu", action="store_true", help="run on the first CUDA GPU")
     args = parser.parse_args()
@@ -97,7 +97,10 @@ def main() -> None:
 
     print(f"{len(prompt_rows)} prompts x {args.max_tokens} tokens with {model_name}", flush=True)
     with cli.Timer() as timer:
-        rows = generate_rows(prompt_rows, model_name, args)
+        try:
+            rows = generate_rows(prompt_rows, model_name, args)
+        except OSError as exc:  # e.g. a model id that cannot be found or downloaded
+            cli.fail(f"cannot load model {model_name}: {str(exc).strip().splitlines()[0][:300]}")
         path = output / "completions.parquet"
         pd.DataFrame(rows).to_parquet(path, index=False)
 

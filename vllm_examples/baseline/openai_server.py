@@ -76,7 +76,7 @@ class CompletionRequest(SamplingFields):
 
 
 class APIError(Exception):
-    """An error the client should see as an OpenAI-style body: {"error": {"message", "type", "param", "code"}}."""
+    """An error the client sees as an OpenAI-style body: {"error": {"message", "type", "param", "code"}}."""
 
     def __init__(self, status: int, message: str, param: Optional[str] = None) -> None:
         super().__init__(message)
@@ -124,12 +124,13 @@ class Generator:
         room = self.max_model_len - len(ids)
         max_tokens = request.max_tokens or room
         if max_tokens > room or room < 1:
-            raise APIError(400, f"This model's maximum context length is {self.max_model_len} tokens. However, "
-                                f"you requested {max_tokens} output tokens and your prompt contains {len(ids)} "
-                                f"input tokens, for a total of {len(ids) + max_tokens} tokens.", "max_tokens")
+            raise APIError(400, f"This model's maximum context length is {self.max_model_len} tokens. "
+                                f"However, you requested {max_tokens} output tokens and your prompt contains "
+                                f"{len(ids)} input tokens, for a total of {len(ids) + max_tokens} tokens.",
+                           "max_tokens")
         if request.min_tokens > max_tokens:
-            raise APIError(400, f"min_tokens ({request.min_tokens}) must not exceed max_tokens ({max_tokens})",
-                           "min_tokens")
+            raise APIError(400, f"min_tokens ({request.min_tokens}) must not exceed max_tokens "
+                                f"({max_tokens})", "min_tokens")
         return ids, max_tokens
 
     def generate(self, ids: list[int], max_tokens: int, request: SamplingFields,
@@ -137,15 +138,16 @@ class Generator:
         greedy = request.temperature == 0.0
         config = GenerationConfig(
             do_sample=not greedy, temperature=None if greedy else request.temperature,
-            top_p=None if greedy else request.top_p, max_new_tokens=max_tokens, min_new_tokens=request.min_tokens,
+            top_p=None if greedy else request.top_p, max_new_tokens=max_tokens,
+            min_new_tokens=request.min_tokens,
             eos_token_id=self.model.generation_config.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
         )
         inputs = torch.tensor([ids], device=self.device)
         with self.lock, torch.inference_mode():  # one generate() at a time on the one model
             if request.seed is not None:
                 torch.manual_seed(request.seed)
-            output = self.model.generate(inputs, attention_mask=torch.ones_like(inputs), generation_config=config,
-                                         streamer=streamer)
+            output = self.model.generate(inputs, attention_mask=torch.ones_like(inputs),
+                                         generation_config=config, streamer=streamer)
         return output[0, len(ids):].tolist()
 
     def finish_reason(self, new_ids: list[int], max_tokens: int) -> str:
@@ -153,6 +155,11 @@ class Generator:
 
     def decode(self, new_ids: list[int]) -> str:
         return self.tokenizer.decode(new_ids, skip_special_tokens=True)
+
+
+def event(data: dict) -> str:
+    """One server-sent event."""
+    return f"data: {json.dumps(data)}\n\n"
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
@@ -193,27 +200,34 @@ def build_app(model_name: str, args) -> FastAPI:
             # in a worker thread, so the event loop keeps answering (e.g. /v1/models) during generation
             new_ids = await run_in_threadpool(generator.generate, ids, max_tokens, request)
             reason, content = generator.finish_reason(new_ids, max_tokens), generator.decode(new_ids)
-            choice = ({"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": reason}
-                      if kind == "chat" else {"index": 0, "text": content, "finish_reason": reason, "logprobs": None})
+            if kind == "chat":
+                message = {"role": "assistant", "content": content}
+                choice = {"index": 0, "message": message, "finish_reason": reason}
+            else:
+                choice = {"index": 0, "text": content, "finish_reason": reason, "logprobs": None}
             return {**head, "object": "chat.completion" if kind == "chat" else "text_completion",
                     "choices": [choice], "usage": usage(len(ids), len(new_ids))}
-        return StreamingResponse(stream_events(request, ids, max_tokens, kind, head), media_type="text/event-stream")
+        events = stream_events(request, ids, max_tokens, kind, head)
+        return StreamingResponse(events, media_type="text/event-stream")
 
     async def stream_events(request, ids, max_tokens, kind, head):
         """Server-sent events: one chunk per new piece of text, then the finish reason, usage and [DONE]."""
         streamer = TokenQueue()
-        worker = threading.Thread(target=generator.generate, args=(ids, max_tokens, request, streamer), daemon=True)
+        worker = threading.Thread(target=generator.generate, args=(ids, max_tokens, request, streamer))
+        worker.daemon = True
         worker.start()
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
 
         def chunk(piece: str, reason: Optional[str] = None) -> str:
-            choice = ({"index": 0, "delta": {"content": piece} if piece else {}, "finish_reason": reason}
-                      if kind == "chat" else {"index": 0, "text": piece, "finish_reason": reason, "logprobs": None})
-            return f"data: {json.dumps({**head, 'object': obj, 'choices': [choice]})}\n\n"
+            if kind == "chat":
+                choice = {"index": 0, "delta": {"content": piece} if piece else {}, "finish_reason": reason}
+            else:
+                choice = {"index": 0, "text": piece, "finish_reason": reason, "logprobs": None}
+            return event({**head, "object": obj, "choices": [choice]})
 
         if kind == "chat":
             first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-            yield f"data: {json.dumps({**head, 'object': obj, 'choices': [first]})}\n\n"
+            yield event({**head, "object": obj, "choices": [first]})
         new_ids: list[int] = []
         sent = ""
         while (tokens := await asyncio.to_thread(streamer.tokens.get)) is not None:
@@ -226,7 +240,7 @@ def build_app(model_name: str, args) -> FastAPI:
                 sent = text
         yield chunk("", generator.finish_reason(new_ids, max_tokens))
         if request.stream_options and request.stream_options.include_usage:
-            yield f"data: {json.dumps({**head, 'object': obj, 'choices': [], 'usage': usage(len(ids), len(new_ids))})}\n\n"
+            yield event({**head, "object": obj, "choices": [], "usage": usage(len(ids), len(new_ids))})
         yield "data: [DONE]\n\n"
 
     @app.post("/v1/chat/completions")
@@ -265,10 +279,9 @@ def main() -> None:
     parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
     parser.add_argument("--port", type=cli.positive_int, default=None,
                         help="port on 127.0.0.1 (default 8000; with --smoke-test a free port)")
-    parser.add_argument("--model", default=None,
-                        help=f"hub id, local folder, or one of {sorted(llm_workload.LOCAL_MODELS)} (built "
-                             f"here, no download); default {llm_workload.DEFAULT_MODEL}, with --smoke-test tiny-llama")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weights and compute dtype")
+    parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="weights and compute dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion the server accepts")
     parser.add_argument("--use-gpu", action="store_true", help="run on the first CUDA GPU")
@@ -277,7 +290,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="self-test load concurrency")
     parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="self-test tokens per answer")
     args = parser.parse_args()
-    llm_workload.apply_smoke_defaults(parser, args, load_requests=8, concurrency=4, max_tokens=8, max_model_len=256)
+    llm_workload.apply_smoke_defaults(parser, args, load_requests=8, concurrency=4, max_tokens=8,
+                                      max_model_len=256)
     if args.use_gpu and not torch.cuda.is_available():
         cli.fail("--use-gpu: PyTorch sees no CUDA GPU here; leave out --use-gpu to run on the CPU")
     self_test = args.load_requests is not None
@@ -290,7 +304,10 @@ def main() -> None:
 
     started = time.perf_counter()
     print(f"Loading {model_name} ...", flush=True)
-    server = start_server(port, model_name, args)
+    try:
+        server = start_server(port, model_name, args)
+    except OSError as exc:  # e.g. a model id that cannot be found or downloaded
+        cli.fail(f"cannot load model {model_name}: {str(exc).strip().splitlines()[0][:300]}")
     if not self_test:
         print(f"Serving {llm_workload.served_name(model_name)} on {base_url} (OpenAI API); Ctrl-C stops it",
               flush=True)
@@ -321,7 +338,8 @@ def main() -> None:
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=load["seconds"], smoke_test=args.smoke_test,
         answer={"statuses": check["statuses"], "completion_tokens": check["completion_tokens"],
                 "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
-        startup_seconds=round(startup, 3), self_test_seconds=round(timer.seconds, 3), model=model_name, load=load,
+        startup_seconds=round(startup, 3), self_test_seconds=round(timer.seconds, 3), model=model_name,
+        load=load,
     )
     print(f"Result: {path}")
 

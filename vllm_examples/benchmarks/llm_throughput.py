@@ -1,13 +1,13 @@
 """Tokens/s, time to first token and p99 latency of both vllm_examples pairs, against the module's targets.
 
-    python vllm_examples/benchmarks/llm_throughput.py                # after `make bench`'s tour: reads its results
-    python vllm_examples/benchmarks/llm_throughput.py --rerun        # runs both pairs at bench size itself
-    python vllm_examples/benchmarks/llm_throughput.py --smoke-test   # both pairs at smoke size, to check it runs
+    python vllm_examples/benchmarks/llm_throughput.py               # after `make bench`'s tour: its results
+    python vllm_examples/benchmarks/llm_throughput.py --rerun       # runs both pairs at bench size itself
+    python vllm_examples/benchmarks/llm_throughput.py --smoke-test  # both pairs at smoke size: does it run
 
 Offline (batch_generate): generated tokens/s of HF generate() vs Ray Data + vLLM on the same prompts and
 lengths, each timed end to end (model load or engine start included); target: Ray >= 5x.
-Online (openai_server): the shared client's streaming load test at the bench concurrency (16): output tokens/s,
-time to first token p50/p99 and latency p99 for both servers; target: Ray Serve LLM >= 3x tokens/s.
+Online (openai_server): the shared client's streaming load test at the bench concurrency (16): output
+tokens/s, time to first token p50/p99 and latency p99 for both servers; target: Ray Serve LLM >= 3x tokens/s.
 The sizes are the `bench` arguments in vllm_examples/pairs.toml (a local random 28M-parameter Llama: no hub).
 `make bench` runs the tour first, so this script reads those result files instead of running everything twice.
 Writes reports/vllm_examples_llm_throughput.json and .md.
@@ -32,7 +32,7 @@ TARGETS = {"batch_generate": 5.0, "openai_server": 3.0}
 
 
 def results_for(pair: tour.Pair, smoke: bool, rerun: bool, scratch: Path) -> dict[str, dict]:
-    """result.json of both sides: the tour's bench run if it has one with the same arguments, else a fresh run."""
+    """result.json of both sides: the tour's bench run if it used the same arguments, else a fresh run."""
     args = pair.rows(bench=not smoke)[0]
     found = {}
     for side in tour.SIDES:
@@ -58,7 +58,7 @@ def offline_rows(results: dict[str, dict]) -> dict:
         "baseline_tokens_per_s": tps["baseline"], "ray_tokens_per_s": tps["ray_version"],
         "speedup": round(tps["ray_version"] / tps["baseline"], 2),
         "identical_completions": sum(a == b for a, b in zip(results["baseline"]["answer"]["token_digests"],
-                                                            results["ray_version"]["answer"]["token_digests"])),
+                                                        results["ray_version"]["answer"]["token_digests"])),
         "prompts": results["baseline"]["answer"]["prompts"],
     }
 
@@ -70,7 +70,9 @@ def online_rows(results: dict[str, dict]) -> dict:
     for side, short in (("baseline", "baseline"), ("ray_version", "ray")):
         for key in ("output_tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "latency_p50_ms", "latency_p99_ms"):
             row[f"{short}_{key}"] = load[side][key]
-    row["speedup"] = round(load["ray_version"]["output_tokens_per_s"] / load["baseline"]["output_tokens_per_s"], 2)
+    ray_tps = load["ray_version"]["output_tokens_per_s"]
+    baseline_tps = load["baseline"]["output_tokens_per_s"]
+    row["speedup"] = round(ray_tps / baseline_tps, 2)
     return row
 
 
@@ -84,7 +86,8 @@ def markdown(offline: dict, online: dict, machine: str) -> str:
         "(model load / engine start included); "
         f"{offline['identical_completions']}/{offline['prompts']} completions token-identical.\n",
         "| side | seconds | tokens/s |", "|---|---:|---:|",
-        f"| HF generate() (baseline) | {offline['baseline_seconds']:.1f} | {offline['baseline_tokens_per_s']:.1f} |",
+        f"| HF generate() (baseline) | {offline['baseline_seconds']:.1f} | "
+        f"{offline['baseline_tokens_per_s']:.1f} |",
         f"| Ray Data + vLLM | {offline['ray_seconds']:.1f} | {offline['ray_tokens_per_s']:.1f} |",
         f"\nSpeedup: {verdict(offline['speedup'], TARGETS['batch_generate'])}\n",
         f"Online: {online['requests']} streaming chat requests, concurrency {online['concurrency']}, "
@@ -103,11 +106,11 @@ def markdown(offline: dict, online: dict, machine: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--smoke-test", action="store_true", help="both pairs at smoke size (checks that it runs)")
+    parser.add_argument("--smoke-test", action="store_true", help="both pairs at smoke size (does it run?)")
     parser.add_argument("--rerun", action="store_true", help="run the pairs even if the tour's results exist")
     parser.add_argument("--reports", type=Path, default=REPORTS, help="folder for the report files")
     args = parser.parse_args()
-    pairs = {p.name: p for p in tour.discover([MODULE])}
+    pairs = {p.name: p for p in tour.discover([MODULE], ROOT)}
 
     with tempfile.TemporaryDirectory() as tmp:
         offline = offline_rows(results_for(pairs["batch_generate"], args.smoke_test, args.rerun, Path(tmp)))

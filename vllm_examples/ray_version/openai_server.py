@@ -53,7 +53,7 @@ def build_app(model_name: str, args):
                 "target_ongoing_requests": 16,  # add a replica when each has more than 16 requests in flight
             },
             "max_ongoing_requests": 64,  # per replica; vLLM batches them continuously
-            # the replica actor only forwards requests to its engine (which has a CPU of its own): a small share
+            # the replica actor only forwards requests to its engine (which has its own CPU): a small share
             "ray_actor_options": {"num_cpus": 0.25},
         },
     )
@@ -64,10 +64,10 @@ def build_app(model_name: str, args):
 
 
 def start_server(port: int, model_name: str, args) -> None:
-    """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it keeps serving until serve.shutdown()."""
+    """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it serves until serve.shutdown()."""
     # [6] HTTP options are cluster-wide and set before the first app; one proxy, on the head node
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-    serve.run(build_app(model_name, args), name=APP_NAME, route_prefix="/")  # returns once the model is loaded
+    serve.run(build_app(model_name, args), name=APP_NAME, route_prefix="/")  # returns once the model is up
 
 
 def run_self_test(base_url: str, args) -> dict:
@@ -87,25 +87,25 @@ def main() -> None:
     parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
     parser.add_argument("--port", type=cli.positive_int, default=None,
                         help="port on 127.0.0.1 (default 8000; with --smoke-test a free port)")
-    parser.add_argument("--model", default=None,
-                        help=f"hub id, local folder, or one of {sorted(llm_workload.LOCAL_MODELS)} (built "
-                             f"here, no download); default {llm_workload.DEFAULT_MODEL}, with --smoke-test tiny-llama")
+    parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion the server accepts")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per replica (CUDA vllm package)")
     parser.add_argument("--tensor-parallel-size", type=cli.positive_int, default=1,
                         help="GPUs that share one replica's engine (tensor parallel; with --use-gpu)")
-    parser.add_argument("--min-replicas", type=cli.positive_int, default=1, help="autoscaling: fewest replicas")
+    parser.add_argument("--min-replicas", type=cli.positive_int, default=1,
+                        help="autoscaling: fewest replicas")
     parser.add_argument("--max-replicas", type=cli.positive_int, default=2, help="autoscaling: most replicas")
-    parser.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV cache size per replica on a CPU (GiB)")
+    parser.add_argument("--kv-cache-gib", type=float, default=1.0,
+                        help="KV cache size per replica on a CPU (GiB)")
     parser.add_argument("--load-requests", type=cli.positive_int, default=None,
                         help="self-test: send this many requests, report, shut down (benchmark mode)")
     parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="self-test load concurrency")
     parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="self-test tokens per answer")
     args = parser.parse_args()
-    llm_workload.apply_smoke_defaults(parser, args, load_requests=8, concurrency=4, max_tokens=8, max_model_len=256,
-                                      max_replicas=1)
+    llm_workload.apply_smoke_defaults(parser, args, load_requests=8, concurrency=4, max_tokens=8,
+                                      max_model_len=256, max_replicas=1)
     if args.tensor_parallel_size > 1 and not args.use_gpu:
         parser.error("--tensor-parallel-size > 1 needs --use-gpu")
     if args.min_replicas > args.max_replicas:
@@ -127,10 +127,13 @@ def main() -> None:
                  "leave out --use-gpu to run on CPUs")
     try:
         print(f"Loading {model_name} ...", flush=True)
-        start_server(port, model_name, args)
+        try:
+            start_server(port, model_name, args)
+        except Exception as exc:  # e.g. a model that cannot be found or downloaded; details in the log above
+            cli.fail(f"the LLM app did not start: {str(exc).strip().splitlines()[-1][:300]}")
         if not self_test:
-            print(f"Serving {llm_workload.served_name(model_name)} on {base_url} (OpenAI API); Ctrl-C stops it",
-                  flush=True)
+            name = llm_workload.served_name(model_name)
+            print(f"Serving {name} on {base_url} (OpenAI API); Ctrl-C stops it", flush=True)
             try:
                 while True:
                     time.sleep(1)
@@ -152,7 +155,8 @@ def main() -> None:
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=load["seconds"], smoke_test=args.smoke_test,
         answer={"statuses": check["statuses"], "completion_tokens": check["completion_tokens"],
                 "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
-        startup_seconds=round(startup, 3), self_test_seconds=round(timer.seconds, 3), model=model_name, load=load,
+        startup_seconds=round(startup, 3), self_test_seconds=round(timer.seconds, 3), model=model_name,
+        load=load,
     )
     print(f"Result: {path}")
 
