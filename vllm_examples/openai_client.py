@@ -80,8 +80,8 @@ def check_server(client: openai.OpenAI, max_tokens: int = 8) -> dict:
         model=model, messages=messages, **exact))
     if statuses["chat"] == 200:
         tokens.append(chat.usage.completion_tokens)
-        if not chat.choices[0].message.content:
-            problems.append("chat: empty message content")
+        if not isinstance(chat.choices[0].message.content, str):
+            problems.append("chat: no message content")
     completion = expect("completion", {200}, lambda: client.completions.create(
         model=model, prompt="The owl eats", **exact))
     if statuses["completion"] == 200:
@@ -89,11 +89,10 @@ def check_server(client: openai.OpenAI, max_tokens: int = 8) -> dict:
     stream = expect("stream", {200}, lambda: list(client.chat.completions.create(
         model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **exact)))
     if statuses["stream"] == 200:
-        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         usage = [c.usage for c in stream if c.usage]
         tokens.append(usage[-1].completion_tokens if usage else -1)
-        if not text:
-            problems.append("stream: no content in the chunks")
+        if not any(c.choices and c.choices[0].finish_reason for c in stream):
+            problems.append("stream: no chunk with a finish_reason")
     expect("unknown_model", {404}, lambda: client.chat.completions.create(
         model="no-such-model", messages=messages, max_tokens=4))
     expect("max_tokens_too_large", {400, 422}, lambda: client.chat.completions.create(
@@ -119,7 +118,9 @@ async def _one_request(client: openai.AsyncOpenAI, model: str, prompt: str, max_
         extra_body={"min_tokens": max_tokens},
     )
     async for chunk in stream:
-        if first is None and chunk.choices and chunk.choices[0].delta.content:
+        # the first chunk comes with the first token (random test models may generate special tokens only,
+        # which are not shown as text, so this does not wait for text)
+        if first is None and chunk.choices:
             first = time.perf_counter() - started
         if chunk.usage:
             tokens = chunk.usage.completion_tokens

@@ -225,12 +225,12 @@ def build_app(model_name: str, args) -> FastAPI:
                 choice = {"index": 0, "text": piece, "finish_reason": reason, "logprobs": None}
             return event({**head, "object": obj, "choices": [choice]})
 
-        if kind == "chat":
-            first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-            yield event({**head, "object": obj, "choices": [first]})
         new_ids: list[int] = []
         sent = ""
         while (tokens := await asyncio.to_thread(streamer.tokens.get)) is not None:
+            if kind == "chat" and not new_ids:  # with the first token, as vLLM does
+                first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                yield event({**head, "object": obj, "choices": [first]})
             new_ids += tokens
             text = generator.decode(new_ids)
             if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the next token
