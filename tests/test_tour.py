@@ -31,6 +31,15 @@ def test_tolerance_rule():
     assert tour.compare({"x": 1.0, "tag": "a"}, {"x": 1.0, "tag": "b"}, rule), "non-numbers must be equal"
 
 
+def test_match_fraction_rule():
+    rule = {"match_fraction": 0.75, "list": "digests"}
+    assert tour.compare({"n": 4, "digests": [1, 2, 3, 4]}, {"n": 4, "digests": [1, 2, 3, 9]}, rule) == []
+    assert tour.compare({"n": 4, "digests": [1, 2, 3, 4]}, {"n": 4, "digests": [1, 2, 8, 9]}, rule)
+    assert tour.compare({"n": 4, "digests": [1, 2, 3, 4]}, {"n": 5, "digests": [1, 2, 3, 4]}, rule), "rest exact"
+    assert tour.compare({"n": 4, "digests": [1, 2]}, {"n": 4, "digests": [1, 2, 3]}, rule)
+    assert tour.compare({"n": 4, "digests": []}, {"n": 4, "digests": []}, rule)
+
+
 def test_metric_rule():
     rule = {"metric": "accuracy", "max_diff": 0.02}
     assert tour.compare({"accuracy": 0.90, "loss": 1.0}, {"accuracy": 0.91, "loss": 9.0}, rule) == []

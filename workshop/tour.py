@@ -102,6 +102,15 @@ def compare(baseline: Any, ray: Any, rule: Any, path: str = "answer") -> list[st
         except (KeyError, TypeError, ValueError):
             return [f"{path}.{name} missing or not a number on one side"]
         return [] if abs(a - b) <= max_diff else [f"{path}.{name}: {a:.6g} vs {b:.6g} (allowed {max_diff})"]
+    if isinstance(rule, dict) and "match_fraction" in rule:
+        name, needed = rule["list"], float(rule["match_fraction"])
+        a, b = (baseline or {}).get(name), (ray or {}).get(name)
+        if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b) or not a:
+            return [f"{path}.{name} missing, empty or of different lengths"]
+        same = sum(x == y for x, y in zip(a, b)) / len(a)
+        rest = compare({k: v for k, v in baseline.items() if k != name},
+                       {k: v for k, v in ray.items() if k != name}, "exact", path)
+        return rest + ([] if same >= needed else [f"{path}.{name}: {same:.0%} of items equal (needed {needed:.0%})"])
     if isinstance(baseline, dict) and isinstance(ray, dict):
         if baseline.keys() != ray.keys():
             return [f"{path}: keys differ: {sorted(baseline.keys() ^ ray.keys())}"]
