@@ -118,7 +118,8 @@ def main() -> None:
     model_name = llm_workload.resolve_model(args.model, args.smoke_test, output, args.seed)
 
     started = time.perf_counter()
-    ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
+        ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     startup = time.perf_counter() - started
     gpus = ray.cluster_resources().get("GPU", 0)
     if args.use_gpu and gpus < args.engines * args.tensor_parallel_size:
