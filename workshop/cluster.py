@@ -288,7 +288,8 @@ def kill_worker(state_file: Path = STATE_FILE) -> int:
         return 0
     cluster.stop_node(1)
     print("Killed the worker node (raylet, object store and its worker processes, with SIGKILL). Ray notices "
-          "within about 10-15 s; `ray status` then lists it under Recent failures. make cluster-down cleans up.")
+          "within about 10-15 s: then `ray status` shows one active node, `ray list nodes` the DEAD one. "
+          "make cluster-down cleans up.")
     return 0
 
 
