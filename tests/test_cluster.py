@@ -127,7 +127,7 @@ def test_one_script_per_module_through_ray_jobs_uses_both_nodes(ray_cluster, tmp
     # actors and Serve's replicas over the nodes with room: each goes first in its wave, on an idle cluster, and
     # the next job starts once Ray has placed its actors. Train (5 workers) and Tune (5 trials at once) ask for more
     # CPUs than one 4-CPU node has: they use both nodes wherever the room is. Ray Core's job goes with the
-    # README's CLI command; where its tasks run is tested in tests/test_ray_core.py.
+    # README's CLI command; that its tasks run on both nodes is tested by the node-failure test below.
     waves = [
         [["data", (f"python ray_data/ray_version/preprocess_reviews.py --smoke-test --workers 2 "
                    f"--output {out['data']}"), "MapWorker", 1],
