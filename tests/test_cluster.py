@@ -221,6 +221,7 @@ def group_members(pgid: int) -> list[int]:
     return alive
 
 
+@pytest.mark.ray_cluster
 @pytest.mark.timeout(420)
 def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
     """`make cluster-up` (workshop.cluster up) starts its own cluster: 1 CPU on the head, 3 on the worker node.
