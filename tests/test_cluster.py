@@ -239,9 +239,13 @@ def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
         exports = cluster_cli("env", env=env).stdout.strip()
         assert exports == cluster.exports()
         cenv = cluster.env(base_env())  # what `export ...` gives a shell
-        status = subprocess.run([str(Path(sys.executable).with_name("ray")), "status"], env=cenv,
-                                capture_output=True, text=True, timeout=60)
-        active = status.stdout.split("Active:")[1].split("Pending:")[0]
+        for _ in range(20):  # `ray status` reads the autoscaler's view, which can lag the join by seconds
+            status = subprocess.run([str(Path(sys.executable).with_name("ray")), "status"], env=cenv,
+                                    capture_output=True, text=True, timeout=60)
+            active = status.stdout.split("Active:")[1].split("Pending:")[0] if "Active:" in status.stdout else ""
+            if active.count("node_") == 2:
+                break
+            time.sleep(1)
         assert active.count("node_") == 2, status.stdout + status.stderr
 
         args = ["--rows", "1000000", "--replicates", "32"]
