@@ -226,7 +226,7 @@ def group_members(pgid: int) -> list[int]:
 def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
     """`make cluster-up` (workshop.cluster up) starts its own cluster: 1 CPU on the head, 3 on the worker node.
     The worker node is killed while bootstrap tasks run on it; Ray re-runs them on the head, and the answer is
-    the undisturbed one. The head alone then has too few CPUs for Ray Serve: one clear line."""
+    the undisturbed one."""
     env = {**base_env(), "WORKSHOP_CLUSTER_STATE": str(tmp_path / "state" / "cluster.json")}
     up = cluster_cli("up", "--head-cpus", "1", "--worker-cpus", "3", env=env)
     state_file = tmp_path / "state" / "cluster.json"
@@ -270,19 +270,10 @@ def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
         assert baseline.wait(timeout=120) == 0, baseline.stderr.read()[-2000:]
         assert read_result(tmp_path / "disturbed")["answer"] == read_result(reference)["answer"]
 
-        # one CPU left: Serve's three 0.5-CPU replicas would wait forever; the script says so at once
-        serve = subprocess.Popen([sys.executable, "ray_serve/ray_version/text_classifier_server.py", "--smoke-test",
-                                  "--output", str(tmp_path / "serve")], cwd=ROOT, env=cenv,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         attempts = ray_python(TASK_ATTEMPTS, cluster.dashboard_url, env=cenv)
         on_worker = [a for a in attempts if a[0] == worker]
         assert any(state == "FAILED" for _, state, _ in on_worker), f"no task died with the node: {attempts}"
         assert any(number > 0 for _, _, number in attempts), "no task was retried"
-
-        serve_err = serve.communicate(timeout=120)[1]
-        assert serve.returncode == 1
-        assert "has 1 CPUs and this script needs at least 1.5" in last_line(serve_err)
-        assert "Traceback" not in serve_err and not (tmp_path / "serve" / "result.json").exists()
     finally:
         down = cluster_cli("down", env=env)
     assert down.returncode == 0 and "Stopped the two-node Ray cluster" in down.stdout, down.stdout + down.stderr
