@@ -274,6 +274,7 @@ def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
         on_worker = [a for a in attempts if a[0] == worker]
         assert any(state == "FAILED" for _, state, _ in on_worker), f"no task died with the node: {attempts}"
         assert any(number > 0 for _, _, number in attempts), "no task was retried"
+        assert any(node != worker and state == "FINISHED" for node, state, _ in attempts), "nothing ran on the head"
     finally:
         down = cluster_cli("down", env=env)
     assert down.returncode == 0 and "Stopped the two-node Ray cluster" in down.stdout, down.stdout + down.stderr
