@@ -211,7 +211,9 @@ class SentenceEncoder:
     def __init__(self, model: str | None = None) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in every process that loads the encoder
         source = resolve_encoder(model)
         self._torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(source)
