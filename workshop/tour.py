@@ -146,6 +146,7 @@ class Row:
     speedup: float | None = None
     agree: bool = False
     problems: list[str] = field(default_factory=list)
+    example: str = ""  # what the Ray side's model said (result.json details.example), shown under the table
 
 
 def run_script(
@@ -196,8 +197,17 @@ def run_pair(pair: Pair, bench: bool, out_root: Path, timeout: float, env: dict[
             row.speedup = base["seconds"] / ray["seconds"] if ray["seconds"] > 0 else None
             row.problems = compare(base["answer"], ray["answer"], pair.spec["agree"])
             row.agree = not row.problems
+            row.example = example_line(ray.get("details", {}).get("example"))
         rows.append(row)
     return rows
+
+
+def example_line(example: Any) -> str:
+    """`details.example` of a result, {"input": ..., "output": ...}, as one short line (empty if absent)."""
+    if not isinstance(example, dict) or "output" not in example:
+        return ""
+    clip = lambda text, n: (text if len(text) <= n else text[: n - 3] + "...").replace("\n", " ")  # noqa: E731
+    return f"{clip(str(example.get('input', '')), 70)!r} -> {clip(str(example['output']), 90)!r}"
 
 
 def fmt(value: float | None, suffix: str = "") -> str:
@@ -287,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(rows)
     print()
     print(table)
+    examples = [r for r in rows if r.example]
+    if examples:
+        print("\nWhat the real models answered (Ray side; the baseline agreed as the table says):")
+        for r in examples:
+            print(f"  {r.module}/{r.pair}: {r.example}")
     problems = [(r, p) for r in rows for p in r.problems]
     for row, problem in problems:
         print(f"{row.module}/{row.pair}{' (' + row.label + ')' if row.label else ''}: {problem}")
@@ -307,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k} {v}" for k, v in versions.items())
         + f"\n\n{table}\n"
         + "".join(f"\n- {r.module}/{r.pair}: {p}" for r, p in problems)
+        + ("\n\nWhat the real models answered (Ray side):\n" if examples else "")
+        + "".join(f"\n- {r.module}/{r.pair}: {r.example}" for r in examples)
         + "\n"
     )
     if args.bench:
