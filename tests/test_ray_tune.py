@@ -46,11 +46,19 @@ def baseline_smoke(tmp_path_factory):
     return read_result(out)
 
 
-def test_baseline_runs_every_trial_to_the_end(baseline_smoke):
+def test_baseline_optuna_prunes_trials_that_fall_behind(baseline_smoke):
     details = baseline_smoke["details"]
-    assert details["trials"] == details["num_samples"] == 4
-    assert details["epochs_run"] == details["epochs_budget"] == 16
+    assert details["search"] == "optuna" and details["trials"] == details["num_samples"] == 4
+    assert details["trials_stopped_early"] >= 1 and details["epochs_run"] < details["epochs_budget"] == 16
     assert 0.6 < baseline_smoke["answer"]["best_val_accuracy"] < 0.95, "the search should find a model that learns"
+
+
+def test_baseline_random_search_runs_every_trial_to_the_end(tmp_path):
+    proc = run(SCRIPT.format(side="baseline"), "--smoke-test", "--search", "random", "--output", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    details = read_result(tmp_path)["details"]
+    assert details["search"] == "random" and details["trials_stopped_early"] == 0
+    assert details["epochs_run"] == details["epochs_budget"] == 16
 
 
 @pytest.mark.ray_cluster
