@@ -123,3 +123,22 @@ def test_tour_all_agree_exits_zero(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "| ray_core | only |" in proc.stdout
+
+
+def test_demo_rows_and_the_reason_printed_beside_a_slower_ray_row(tmp_path):
+    make_fake_repo(tmp_path, {"p": ("", "1", "", "1")})
+    for side, seconds in (("baseline", "0.5"), ("ray_version", "1.0 if a.smoke_test else 0.25")):
+        script = tmp_path / "ray_core" / side / "p.py"
+        text = script.read_text().replace('"seconds": 0.5', f'"seconds": {seconds}')
+        script.write_text(text.replace("a = p.parse_args()", "a, _ = p.parse_known_args()"))
+    (tmp_path / "ray_core" / "pairs.toml").write_text(
+        '[p]\nagree = "exact"\nsmoke = ["--smoke-test"]\nbench = []\nsmoke_note = "start-up: tiny work"\n'
+        '[[p.demo_rows]]\nlabel = "bigger"\nargs = ["--big"]\nnote = "never shown: Ray is faster here"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "workshop.tour", "--root", str(tmp_path)], capture_output=True, text=True, timeout=100
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads((tmp_path / "reports" / "demo.json").read_text())["rows"]
+    assert [(r["label"], r["speedup"]) for r in rows] == [("", 0.5), ("bigger", 2.0)]
+    assert "| 0.50x | yes | start-up: tiny work |" in proc.stdout
+    assert "never shown" not in proc.stdout

@@ -45,18 +45,20 @@ class Pair:
         return self.root / self.module / side / f"{self.name}.py"
 
     def rows(self, bench: bool) -> list[dict[str, Any]]:
-        """The table rows this pair produces: one at smoke size; at bench size one per bench_rows entry."""
+        """The table rows this pair produces. Demo: the smoke row, then one per demo_rows entry (a size where
+        the lesson shows in seconds). Bench: one per bench_rows entry, or the bench arguments alone."""
         base_args = list(self.spec["bench"] if bench else self.spec["smoke"])
-        entries = self.spec.get("bench_rows", []) if bench else []
-        if not entries:
-            return [{"label": "", "baseline": base_args, "ray_version": base_args}]
-        rows = []
+        smoke_row = {"label": "", "baseline": base_args, "ray_version": base_args,
+                     "note": self.spec.get("smoke_note", "")}
+        entries = self.spec.get("bench_rows" if bench else "demo_rows", [])
+        rows = [] if bench and entries else [smoke_row]
         for entry in entries:
             args = list(entry.get("args", base_args))
             rows.append({
                 "label": entry["label"],
                 "baseline": args + list(entry.get("baseline_args", [])),
                 "ray_version": args + list(entry.get("ray_args", [])),
+                "note": entry.get("note", ""),
             })
         return rows
 
@@ -146,6 +148,7 @@ class Row:
     speedup: float | None = None
     agree: bool = False
     problems: list[str] = field(default_factory=list)
+    note: str = ""  # why Ray is slower here, when it is (pairs.toml: smoke_note, or a row's note)
     example: str = ""  # what the Ray side's model said (result.json details.example), shown under the table
 
 
@@ -178,7 +181,7 @@ def run_script(
 def run_pair(pair: Pair, bench: bool, out_root: Path, timeout: float, env: dict[str, str] | None = None) -> list[Row]:
     rows, cache = [], {}
     for i, spec in enumerate(pair.rows(bench)):
-        row = Row(pair.module, pair.name, spec["label"], pair.title)
+        row = Row(pair.module, pair.name, spec["label"], pair.title, note=spec.get("note", ""))
         runs = {}
         for side in SIDES:
             key = (side, tuple(spec[side]))
@@ -216,14 +219,16 @@ def fmt(value: float | None, suffix: str = "") -> str:
 
 def markdown_table(rows: list[Row]) -> str:
     lines = [
-        "| module | pair | baseline s | Ray s | speedup | agree |",
-        "|---|---|---:|---:|---:|---|",
+        "| module | pair | baseline s | Ray s | speedup | agree | why Ray is slower here |",
+        "|---|---|---:|---:|---:|---|---|",
     ]
     for r in rows:
         name = f"{r.pair} ({r.label})" if r.label else r.pair
         agree = "yes" if r.agree else ("ERROR" if r.baseline_seconds is None else "NO")
+        why = r.note if r.speedup is not None and r.speedup < 1.0 else ""
         lines.append(
-            f"| {r.module} | {name} | {fmt(r.baseline_seconds)} | {fmt(r.ray_seconds)} | {fmt(r.speedup, 'x')} | {agree} |"
+            f"| {r.module} | {name} | {fmt(r.baseline_seconds)} | {fmt(r.ray_seconds)} | {fmt(r.speedup, 'x')} "
+            f"| {agree} | {why} |"
         )
     return "\n".join(lines)
 
