@@ -61,8 +61,9 @@ def test_pool_and_sequential_agree(tmp_path, baseline_answers):
 @pytest.mark.ray_cluster
 @pytest.mark.timeout(300)
 def test_bootstrap_survives_a_killed_worker(ray_cluster, tmp_path, baseline_answers):
+    trace = tmp_path / "trace.json"
     proc = run(BOOTSTRAP.format(side="ray_version"), "--smoke-test", "--inject-failure", "--output", tmp_path,
-               env=ray_cluster.env(base_env()))
+               "--trace", trace, env=ray_cluster.env(base_env()))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = read_result(tmp_path)
     assert result["details"]["injected_failure"] is True, "the worker was never killed"
@@ -70,7 +71,11 @@ def test_bootstrap_survives_a_killed_worker(ray_cluster, tmp_path, baseline_answ
     assert result["answer"] == baseline_answers["bootstrap"]
     # Where the tasks run depends on timing (Ray fills the local node first), so spread over both nodes is
     # tested where it is forced: tests/test_cluster.py waits for a bootstrap task on the worker node, then kills it.
-    assert result["details"]["nodes"] >= 1
+    # --trace: a Chrome-trace JSON list whose task events come from several worker processes (the killed one and
+    # the one that re-ran its task at least)
+    events = json.loads(trace.read_text())
+    workers = {e["tid"] for e in events if e.get("cat") == "task::bootstrap_task" and e.get("ph") == "X"}
+    assert len(workers) >= 2, f"task events from {len(workers)} worker(s) only"
 
 
 @pytest.mark.ray_cluster

@@ -38,6 +38,11 @@ def make_parser(doc: str, *, module: str, pair: str, side: str) -> argparse.Argu
         default=Path("outputs") / module / pair / side,
         help="folder for the result file; a re-run overwrites it",
     )
+    if side == "ray_version":
+        parser.add_argument(
+            "--trace", type=Path, default=None, metavar="FILE",
+            help="write a Ray timeline of the run (JSON; open it in https://ui.perfetto.dev or chrome://tracing)",
+        )
     return parser
 
 

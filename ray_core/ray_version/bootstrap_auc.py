@@ -104,6 +104,8 @@ def main() -> None:
 
     with cli.Timer() as timer:
         aucs, nodes = run_bootstrap(scores, labels, args.seed, args.replicates, sample_size, crash_marker)
+    if args.trace:  # [6] every task and actor call of this job, as a timeline for Perfetto
+        ray.timeline(filename=str(args.trace))
     point = roc_auc(scores, labels)
     low, high = np.percentile(aucs, [2.5, 97.5])
 

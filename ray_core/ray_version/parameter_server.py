@@ -135,6 +135,8 @@ def main() -> None:
             args.workers, args.rows_per_worker, args.dim, args.batch_size, args.steps, args.learning_rate, args.seed,
             crash_marker,
         )
+    if args.trace:  # [6] every task and actor call of this job, as a timeline for Perfetto
+        ray.timeline(filename=str(args.trace))
     X_test, y_test = data.make_classification_shard(20_000, args.dim, args.seed, data.HELD_OUT_SHARD)
     metrics = evaluate(weights, X_test, y_test)
 

@@ -258,6 +258,8 @@ def main() -> None:
             result = trainer.fit()
         except ray.train.TrainingFailedError as exc:
             cli.fail(f"training failed after {args.max_failures} restart(s): {str(exc).splitlines()[-1][:300]}")
+    if args.trace:  # [9] every task and actor call of this job, as a timeline for Perfetto
+        ray.timeline(filename=str(args.trace))
     final = result.metrics
 
     print(f"Held-out accuracy {final['val_accuracy']:.4f}, training loss {final['first_train_loss']:.4f} -> "

@@ -235,6 +235,8 @@ def main() -> None:
     fit_started = time.time()
     with cli.Timer() as timer:
         results = run_search(space, data, args, experiment, crash_marker, [] if args.restore else [progress])
+    if args.trace:  # [10] every task and actor call of this job, as a timeline for Perfetto
+        ray.timeline(filename=str(args.trace))
     progress.bar.close()
     if results.errors:  # a trial that failed more than max_failures times
         cli.fail(f"{len(results.errors)} trial(s) failed; first error: {str(results.errors[0]).strip().splitlines()[-1]}")
