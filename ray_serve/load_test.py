@@ -51,11 +51,14 @@ def main() -> None:
     parser.add_argument("--compare-with", default=None, help="second server URL: check both agree before the load")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max score difference for agreement")
     parser.add_argument("--seed", type=int, default=0, help="seed for the generated texts")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as failed")
     parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server to answer /healthz")
     parser.add_argument("--json", type=Path, default=None, help="also write the report to this JSON file")
     args = parser.parse_args()
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration must be > 0")
+    if args.timeout <= 0:
+        parser.error("--timeout must be > 0")
     if args.requests is None and args.duration is None:
         args.requests = 200
     url = args.url.rstrip("/")
@@ -84,7 +87,7 @@ def main() -> None:
     what = f"{args.requests} requests" if args.requests else f"{args.duration:g} s"
     print(f"Load: {what} at concurrency {args.concurrency} against {url}", flush=True)
     report.update(serve_client.run_load(url, texts, args.concurrency, args.requests, args.duration,
-                                        args.texts_per_request, args.model))
+                                        args.texts_per_request, args.model, args.timeout))
     print(serve_client.format_report(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

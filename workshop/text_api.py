@@ -1,4 +1,4 @@
-"""The API contract of the ray_serve servers: routes, request/response schemas, size limits, tokenisation.
+"""The API contract of the ray_serve servers: routes, request/response schemas, size limits, sample reviews.
 
 Defined once and imported by the FastAPI baseline, the Ray Serve version and the client, so that both
 servers expose exactly the same API. No torch here: the client and the load test stay light.
@@ -6,22 +6,17 @@ servers expose exactly the same API. No torch here: the client and the load test
 
 from __future__ import annotations
 
-import hashlib
 import random
-import re
 from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
 LABELS = ("negative", "neutral", "positive")
 MODEL_VERSIONS = ("v1", "v2")
-BUCKETS = 8192  # hashed vocabulary size
 
 # Documented limits of the API (both servers): more texts or longer texts are answered with 413.
 MAX_TEXTS = 64
 MAX_CHARS = 2000
-
-_WORD = re.compile(r"[a-z0-9']+")
 
 
 # ---- the API contract: routes, schemas, status codes -------------------------------------------------------
@@ -64,19 +59,35 @@ def size_problem(request: PredictRequest) -> Optional[str]:
     return None
 
 
-def _bucket(word: str) -> int:
-    """A stable hash (Python's hash() changes between processes): the same word, the same bucket, anywhere."""
-    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") % BUCKETS
-
-
-def encode(text: str) -> list[int]:
-    """Bucket ids of the words of one text (bucket 0 for a text without words)."""
-    return [_bucket(w) for w in _WORD.findall(text.lower())] or [0]
+# Sentences of product reviews, by the sentiment they carry: sample_texts joins one to three of one kind
+_SENTENCES = {
+    "negative": (
+        "It broke after a week.", "The battery barely lasts a morning.", "Support never answered my emails.",
+        "Delivery took a month and the box was crushed.", "The screen scratches far too easily.",
+        "Cheap materials, it feels flimsy.", "I asked for a refund.", "The app keeps crashing.",
+        "Worst purchase I have made in years.", "Very disappointed with the quality.",
+        "It is slow and noisy.", "Do not waste your money on this.",
+    ),
+    "neutral": (
+        "It does what the description says.", "The price is about average.", "Delivery was on schedule.",
+        "It is an ordinary product.", "Nothing special, but it works.", "The colour matches the photo.",
+        "It is okay for everyday use.", "I have no strong feelings about it.",
+        "The manual is short and plain.", "It is neither good nor bad.",
+    ),
+    "positive": (
+        "Works perfectly, I love it.", "The battery lasts for days.", "Support fixed my issue in minutes.",
+        "Fast delivery and great packaging.", "The screen is bright and sharp.", "Excellent build quality.",
+        "Worth every penny.", "Setup was quick and painless.", "Best purchase I have made this year.",
+        "Highly recommended to everyone.", "It is fast and quiet.", "My family is delighted with it.",
+    ),
+}
 
 
 def sample_texts(count: int, seed: int = 0) -> list[str]:
-    """Short review-like texts for the client, the load test and the agreement check."""
+    """Review texts for the client, the load test and the agreement check: the same list for the same seed."""
     rng = random.Random(seed)
-    words = ("great fast broken slow love hate fine okay terrible excellent refund works again never always "
-             "battery screen price delivery support quality cheap solid awful perfect").split()
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 20))) for _ in range(count)]
+    texts = []
+    for _ in range(count):
+        pool = _SENTENCES[rng.choice(LABELS)]
+        texts.append(" ".join(rng.sample(pool, rng.randint(1, 3))))
+    return texts

@@ -1,7 +1,9 @@
-"""A text classifier behind an HTTP API, served with FastAPI + uvicorn: one process, one model call per request.
+"""A review sentiment classifier (MiniLM) behind an HTTP API, served with FastAPI + uvicorn: one process, one
+model call per request.
 
 Routes (the same on the Ray Serve twin): POST /predict, GET /healthz, GET /info; schemas and limits are in
-workshop/text_model.py. Run it and leave it up (Ctrl-C stops it), then load it from a second terminal:
+workshop/text_api.py, the model (MiniLM embeddings, two heads: v1 and v2) in workshop/text_model.py.
+Run it and leave it up (Ctrl-C stops it), then load it from a second terminal:
 
     python ray_serve/baseline/text_classifier_server.py --port 8000
     python ray_serve/load_test.py --url http://127.0.0.1:8000 --concurrency 32 --requests 2000
@@ -38,19 +40,19 @@ app = FastAPI(title="Text classifier")
 class Classifier:
     """One model version in this process."""
 
-    def __init__(self, version: str, seed: int) -> None:
+    def __init__(self, version: str) -> None:
         self.version = version
-        self.model = text_model.build_model(version, seed)
+        self.model = text_model.build_model(version)  # MiniLM plus this version's head (torch's default threads)
 
-    def predict(self, encoded: list[list[int]]) -> list[text_model.Prediction]:
-        return text_model.predict_encoded(self.model, encoded)  # one forward pass per request
+    def predict(self, texts: list[str]) -> list[text_model.Prediction]:
+        return self.model.predict(texts)  # one forward pass per request
 
     def pid(self) -> int:
         return os.getpid()
 
 
 class TextClassifierAPI:
-    """The HTTP side: validation, tokenisation, routing to a model version."""
+    """The HTTP side: validation, routing to a model version."""
 
     def __init__(self, v1: Classifier, v2: Classifier, default_model: str = "v1") -> None:
         self.models = {"v1": v1, "v2": v2}
@@ -61,8 +63,7 @@ class TextClassifierAPI:
         if problem:
             raise HTTPException(status_code=413, detail=problem)
         version = request.model or self.default_model
-        encoded = [text_model.encode(text) for text in request.texts]
-        predictions = self.models[version].predict(encoded)
+        predictions = self.models[version].predict(request.texts)
         return PredictResponse(model=version, predictions=predictions)
 
     def healthz(self) -> dict:
@@ -94,10 +95,10 @@ def info() -> InfoResponse:
     return api.info()
 
 
-def start_server(port: int, seed: int, default_model: str) -> uvicorn.Server:
+def start_server(port: int, default_model: str) -> uvicorn.Server:
     """Load both model versions and build the server; `server.run()` serves until Ctrl-C."""
     global api
-    api = TextClassifierAPI(Classifier("v1", seed), Classifier("v2", seed), default_model)
+    api = TextClassifierAPI(Classifier("v1"), Classifier("v2"), default_model)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     return uvicorn.Server(config)
 
@@ -133,7 +134,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
 
     started = time.perf_counter()
-    server = start_server(port, args.seed, args.default_model)
+    server = start_server(port, args.default_model)
     if not self_test:
         print(f"Serving on {url} (POST /predict, GET /healthz, GET /info); Ctrl-C stops it", flush=True)
         try:

@@ -1,7 +1,9 @@
-"""A text classifier behind an HTTP API, served with Ray Serve: batching, autoscaling, composition, versions.
+"""A review sentiment classifier (MiniLM) behind an HTTP API, served with Ray Serve: batching, autoscaling,
+composition, versions.
 
 Routes (the same as the FastAPI baseline): POST /predict, GET /healthz, GET /info; schemas and limits are in
-workshop/text_model.py. Run it and leave it up (Ctrl-C stops it), then load it from a second terminal:
+workshop/text_api.py, the model (MiniLM embeddings, two heads: v1 and v2) in workshop/text_model.py.
+Run it and leave it up (Ctrl-C stops it), then load it from a second terminal:
 
     python ray_serve/ray_version/text_classifier_server.py --port 8000
     python ray_serve/load_test.py --url http://127.0.0.1:8000 --concurrency 32 --requests 2000
@@ -11,7 +13,7 @@ short load test, writes result.json and exits. The same app runs from the config
 ray_serve/serve_config.yaml with `serve run` / `serve deploy` (see ray_serve/README.md).
 
 Twin: ray_serve/baseline/text_classifier_server.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[14] are explained in ray_serve/README.md).
+comments [1]..[15] are explained in ray_serve/README.md).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 import ray
+import torch
 from fastapi import FastAPI, HTTPException
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -43,42 +46,44 @@ app = FastAPI(title="Text classifier")
 @serve.deployment(  # [2] a deployment: a class that Serve runs as one or more replica actors
     ray_actor_options={"num_cpus": 0.5},  # [3] half a logical CPU: two replicas fit where one CPU is free
     max_ongoing_requests=64,  # [4] must exceed max_batch_size, or a replica never sees a full batch
-    autoscaling_config={  # [5] Serve adds replicas when each has more than 16 requests waiting on average
-        "min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16,
+    autoscaling_config={  # [5] Serve adds a replica when each has more than 16 requests waiting on average
+        "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16,
         "upscale_delay_s": 3, "downscale_delay_s": 30,
     },
 )
 class Classifier:
     """One model version in each replica process."""
 
-    def __init__(self, version: str, seed: int) -> None:
+    def __init__(self, version: str) -> None:
+        # [6] one torch thread per reserved CPU (at least one): more replicas, not more threads, use more cores
+        torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
         self.version = version
-        self.model = text_model.build_model(version, seed)
+        self.model = text_model.build_model(version)  # MiniLM plus this version's head
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)  # [6] concurrent calls arrive as one list
-    async def predict(self, encoded_per_request: list[list[list[int]]]) -> list[list[text_model.Prediction]]:
-        flat = [ids for encoded in encoded_per_request for ids in encoded]
-        predictions = text_model.predict_encoded(self.model, flat)  # one forward pass for the whole batch
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)  # [7] concurrent calls arrive as one list
+    async def predict(self, texts_per_request: list[list[str]]) -> list[list[text_model.Prediction]]:
+        flat = [text for texts in texts_per_request for text in texts]
+        predictions = self.model.predict(flat)  # one forward pass (tokenise + embed + head) for the whole batch
         out, start = [], 0
-        for encoded in encoded_per_request:  # hand each caller back its own slice
-            out.append(predictions[start:start + len(encoded)])
-            start += len(encoded)
+        for texts in texts_per_request:  # hand each caller back its own slice
+            out.append(predictions[start:start + len(texts)])
+            start += len(texts)
         return out
 
     def pid(self) -> int:
         return os.getpid()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)  # [7] async: many in flight
-@serve.ingress(app)  # [8] the same FastAPI app, its routes now methods of a deployment
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)  # [8] async: many in flight
+@serve.ingress(app)  # [9] the same FastAPI app, its routes now methods of a deployment
 class TextClassifierAPI:
-    """The HTTP side: validation, tokenisation, routing to a model version (a deployment of its own)."""
+    """The HTTP side: validation, routing to a model version (a deployment of its own)."""
 
     def __init__(self, v1: DeploymentHandle, v2: DeploymentHandle, default_model: str = "v1") -> None:
-        self.models = {"v1": v1, "v2": v2}  # [9] handles to other deployments: composition
+        self.models = {"v1": v1, "v2": v2}  # [10] handles to other deployments: composition
         self.default_model = default_model
 
-    def reconfigure(self, config: dict) -> None:  # [10] user_config from a config file, applied in place
+    def reconfigure(self, config: dict) -> None:  # [11] user_config from a config file, applied in place
         self.default_model = config.get("default_model", self.default_model)
 
     @app.post("/predict", response_model=PredictResponse)
@@ -87,9 +92,8 @@ class TextClassifierAPI:
         if problem:
             raise HTTPException(status_code=413, detail=problem)
         version = request.model or self.default_model
-        encoded = [text_model.encode(text) for text in request.texts]
         try:
-            predictions = await self.models[version].predict.remote(encoded)  # [9] a call to another deployment
+            predictions = await self.models[version].predict.remote(request.texts)  # [10] call another deployment
         except (RayActorError, ActorUnavailableError) as exc:  # a replica died mid-request; Serve replaces it
             raise HTTPException(status_code=503, detail=f"model replica unavailable, retry: {type(exc).__name__}")
         return PredictResponse(model=version, predictions=predictions)
@@ -105,23 +109,23 @@ class TextClassifierAPI:
                             api_pid=os.getpid())
 
 
-def build_app(seed: int = 0, default_model: str = "v1"):
+def build_app(default_model: str = "v1"):
     """The application graph: v1 and v2 side by side, both behind one ingress. Nothing runs until serve.run."""
-    v1 = Classifier.options(name="ClassifierV1").bind("v1", seed)
-    v2 = Classifier.options(name="ClassifierV2").bind("v2", seed)
+    v1 = Classifier.options(name="ClassifierV1").bind("v1")
+    v2 = Classifier.options(name="ClassifierV2").bind("v2")
     return TextClassifierAPI.options(user_config={"default_model": default_model}).bind(v1, v2)
 
 
-app_graph = build_app()  # [11] the import path for `serve build` / `serve run`: ...text_classifier_server:app_graph
+app_graph = build_app()  # [12] the import path for `serve build` / `serve run`: ...text_classifier_server:app_graph
 
 
-def start_server(port: int, seed: int, default_model: str) -> None:
+def start_server(port: int, default_model: str) -> None:
     """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it keeps serving until serve.shutdown()."""
-    # [12] HTTP options are cluster-wide and set before the first app. HeadOnly: one proxy, on the head node
+    # [13] HTTP options are cluster-wide and set before the first app. HeadOnly: one proxy, on the head node
     # (with EveryNode, the default, a second node on the same machine would try to open the same port)
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-    # [13] deploy the app (returns once every replica is up); no access log line per request
-    serve.run(build_app(seed, default_model), name=APP_NAME, route_prefix="/",
+    # [14] deploy the app (returns once every replica is up); no access log line per request
+    serve.run(build_app(default_model), name=APP_NAME, route_prefix="/",
               logging_config={"enable_access_log": False})
 
 
@@ -159,7 +163,7 @@ def main() -> None:
     with cli.ray_errors(min_cpus=1.5):  # one clear line if unreachable, or too small for 3 x 0.5-CPU replicas
         ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     try:
-        start_server(port, args.seed, args.default_model)
+        start_server(port, args.default_model)
         if not self_test:
             print(f"Serving on {url} (POST /predict, GET /healthz, GET /info); Ctrl-C stops it", flush=True)
             try:
@@ -176,7 +180,7 @@ def main() -> None:
             report = run_self_test(url, args.load_requests, args.concurrency, args.seed)
         replicas = serve_replicas()
     finally:
-        serve.shutdown()  # [14] remove the app, its replicas and the proxy: nothing is left behind
+        serve.shutdown()  # [15] remove the app, its replicas and the proxy: nothing is left behind
 
     predictions = report["check_predictions"]
     if report["failed"] or not predictions or any(p["label"] not in text_model.LABELS for p in predictions):
