@@ -1,12 +1,13 @@
-"""Clean, enrich and score product reviews from Parquet shards with pandas, all in memory.
+"""Clean, enrich and embed product reviews from Parquet shards with pandas, all in memory.
 
-A typical ML preprocessing and batch-inference job: read every shard, drop bad rows (and count why),
-add features with per-batch functions, score each review with a small PyTorch sentiment model in
-batches, and write the enriched rows to Parquet partitioned by star rating. pandas holds the whole
-dataset in memory at once, so the peak memory grows with the input.
+A typical ML preprocessing and batch-inference job: read every shard, drop bad rows (and keep them, with
+the reason, in a small rejected/ output), add features with per-batch functions, embed each review with a
+real sentence encoder (MiniLM) in batches, label it positive or negative by zero-shot sentiment, and write
+the enriched rows to Parquet partitioned by star rating. pandas holds the whole dataset in memory at once,
+so the peak memory grows with the input.
 
 Twin: ray_data/ray_version/preprocess_reviews.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[9] are explained in ray_data/README.md).
+comments [1]..[10] are explained in ray_data/README.md).
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 from tqdm import tqdm
 
-from workshop import cli, reviews
+from workshop import cli, models, reviews
 
 MODULE, PAIR, SIDE = "ray_data", "preprocess_reviews", "baseline"
 REASONS = ("missing_text", "missing_rating", "rating_out_of_range", "too_short")  # checked in this order
 MIN_WORDS = 3
+SMOKE_ROWS = 256  # MiniLM costs milliseconds per review: 8 shards of 32, done in seconds
+# Zero-shot sentiment: a review is "positive" when its embedding is closer (cosine) to the second description.
+LABELS = {"negative": "a bad product, I am disappointed", "positive": "a good product, I am happy with it"}
 
 
 def find_shards(folder: Path) -> list[Path]:
@@ -50,8 +53,12 @@ def find_shards(folder: Path) -> list[Path]:
     return shards
 
 
-def clean_reviews(batch: pd.DataFrame) -> pd.DataFrame:
-    """Normalise the text and tag every row with the reason it must be dropped (null: keep it)."""
+def clean_reviews(batch: pd.DataFrame, rejected: Path) -> pd.DataFrame:
+    """Normalise the text and tag every row with the reason it must be dropped (null: keep it).
+
+    The rows to drop are also written, raw and with their reason, to one file in `rejected`, named after
+    the batch's first rejected review: the same batch always gives the same file.
+    """
     # One set of dtypes whoever read the batch: pandas gives NumPy columns, Ray Data Arrow-backed ones.
     batch = batch.astype({"review_id": "int64", "product_id": "int64", "helpful_votes": "int64",
                           "rating": "float64", "text": "str"})
@@ -68,7 +75,12 @@ def clean_reviews(batch: pd.DataFrame) -> pd.DataFrame:
         REASONS,
         default=None,
     )
-    return batch.assign(text=text, drop_reason=pd.Series(reason, index=batch.index, dtype="str"))
+    reason = pd.Series(reason, index=batch.index, dtype="str")
+    bad = batch.assign(drop_reason=reason)[reason.notna()]
+    if len(bad):
+        rejected.mkdir(parents=True, exist_ok=True)
+        bad.to_parquet(rejected / f"rejected-{bad['review_id'].iloc[0]:012d}.parquet", index=False)
+    return batch.assign(text=text, drop_reason=reason)
 
 
 def add_features(batch: pd.DataFrame) -> pd.DataFrame:
@@ -84,19 +96,21 @@ def add_features(batch: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-class ReviewClassifier:
-    """Scores a batch of reviews with the sentiment model. The model is built (loaded) once, in __init__."""
+class ReviewEncoder:
+    """Embeds a batch of reviews with MiniLM and labels each by zero-shot sentiment. Loads the model once."""
 
-    def __init__(self, seed: int):
-        self.model = reviews.build_model(seed)
+    def __init__(self, model: str):
+        self.encoder = models.SentenceEncoder(model)
+        self.labels = self.encoder.embed(list(LABELS.values()))  # (2, 384) unit vectors
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        ids, offsets = reviews.encode(batch["text"])
-        numeric = np.stack([batch["n_words"] / 50.0, batch["helpful_log"]], axis=1)
-        numeric = torch.tensor(numeric, dtype=torch.float32)
-        with torch.inference_mode():
-            p_positive = self.model(ids, offsets, numeric).numpy()
-        return batch.assign(p_positive=p_positive, predicted_positive=p_positive >= 0.5)
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        vectors = self.encoder.embed(batch["text"].to_pylist())  # (rows, 384) float32 unit vectors
+        similarity = vectors @ self.labels.T  # cosine similarity to each label description
+        score = similarity[:, 1] - similarity[:, 0]  # > 0: closer to "positive"
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.encoder.dim)
+        return (batch.append_column("embedding", embedding)
+                .append_column("sentiment", pa.array(np.where(score > 0, "positive", "negative")))
+                .append_column("sentiment_score", pa.array(score)))
 
 
 def read_shards(shards: list[Path]) -> pd.DataFrame:
@@ -105,32 +119,48 @@ def read_shards(shards: list[Path]) -> pd.DataFrame:
         return pd.concat([pd.read_parquet(s) for s in progress], ignore_index=True)
 
 
-def run_pipeline(shards: list[Path], seed: int, batch_size: int, out: Path) -> dict[str, int]:
-    """Read -> clean -> drop -> features -> inference -> write. Returns the dropped-row counts by reason."""
-    tagged = clean_reviews(read_shards(shards))
-    dropped = tagged["drop_reason"].value_counts().to_dict()
+def run_pipeline(shards: list[Path], model: str, batch_size: int, out: Path, rejected: Path) -> None:
+    """Read -> clean (rejected rows to `rejected`) -> drop -> features -> embed and label -> write."""
+    tagged = clean_reviews(read_shards(shards), rejected)
     kept = tagged[tagged["drop_reason"].isna()].drop(columns=["drop_reason"])
-    features = add_features(kept)
-    classifier = ReviewClassifier(seed)
-    with tqdm(range(0, len(features), batch_size), desc="inference", unit="batch") as progress:
-        scored = [classifier(features.iloc[start:start + batch_size]) for start in progress]
-    table = pa.Table.from_pandas(pd.concat(scored), preserve_index=False)
-    pq.write_to_dataset(table, out, partition_cols=["rating"])
+    features = pa.Table.from_pandas(add_features(kept), preserve_index=False)
+    encoder = ReviewEncoder(model)
+    with tqdm(range(0, len(features), batch_size), desc="embed", unit="batch") as progress:
+        embedded = [encoder(features.slice(start, batch_size)) for start in progress]
+    pq.write_to_dataset(pa.concat_tables(embedded), out, partition_cols=["rating"])
+
+
+def count_rejected(rejected: Path) -> dict[str, int]:
+    """Dropped rows by reason, from the small rejected/ output (one column of its files)."""
+    found = pq.read_table(rejected, columns=["drop_reason"]) if rejected.is_dir() else None
+    counts = found["drop_reason"].value_counts().to_pylist() if found else []
+    dropped = {item["values"]: item["counts"] for item in counts}
     return {reason: int(dropped.get(reason, 0)) for reason in REASONS}
 
 
-def summarize(out: Path) -> dict[str, float | int]:
+def partial_sums(batch: pd.DataFrame) -> pd.DataFrame:
+    """Per-rating counts and sums of a batch of written rows: at most five rows, whatever the batch size."""
+    batch = batch.assign(rating=batch["rating"].astype("int64"), positive=batch["sentiment"] == "positive",
+                         sentiment_score=batch["sentiment_score"].astype("float64"))
+    return batch.groupby("rating", as_index=False).agg(
+        rows=("positive", "size"), positive=("positive", "sum"), n_words=("n_words", "sum"),
+        n_chars=("n_chars", "sum"), avg_word_len=("avg_word_len", "sum"), sentiment_score=("sentiment_score", "sum"))
+
+
+def summarize(out: Path) -> dict[str, float | int | dict]:
     """A compact digest of the written rows, read back from disk: what both sides must agree on."""
-    names = ["n_words", "n_chars", "avg_word_len", "p_positive", "predicted_positive"]
-    table = pq.read_table(out, columns=names)
-    sums = {name: table.column(name).to_numpy().astype("float64").sum() for name in table.column_names}
+    names = ["rating", "n_words", "n_chars", "avg_word_len", "sentiment_score", "sentiment"]
+    sums = partial_sums(pq.read_table(out, columns=names, partitioning="hive").to_pandas())
+    by_rating = sums.groupby("rating").sum().sort_index()  # the sums of all batches, one row per rating
     return {
-        "rows": table.num_rows,
-        "sum_n_words": int(sums["n_words"]),
-        "sum_n_chars": int(sums["n_chars"]),
-        "sum_avg_word_len": float(sums["avg_word_len"]),
-        "sum_p_positive": float(sums["p_positive"]),
-        "predicted_positive": int(sums["predicted_positive"]),
+        "rows": int(by_rating["rows"].sum()),
+        "sum_n_words": int(by_rating["n_words"].sum()),
+        "sum_n_chars": int(by_rating["n_chars"].sum()),
+        "sum_avg_word_len": float(by_rating["avg_word_len"].sum()),
+        "mean_sentiment_score": float(by_rating["sentiment_score"].sum() / by_rating["rows"].sum()),
+        "positive": int(by_rating["positive"].sum()),
+        "rows_by_rating": {str(r): int(n) for r, n in by_rating["rows"].items()},
+        "positive_by_rating": {str(r): int(n) for r, n in by_rating["positive"].items()},
     }
 
 
@@ -143,42 +173,66 @@ def first_error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
+def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> int:
+    """What a person wants to see: kept and dropped rows, and how the zero-shot sentiment tracks the stars."""
+    rows = answer["rows"] + sum(dropped.values())
+    print(f"Kept {answer['rows']:,} of {rows:,} rows; dropped: "
+          + ", ".join(f"{reason} {count:,}" for reason, count in dropped.items()))
+    share = {r: answer["positive_by_rating"][r] / n for r, n in answer["rows_by_rating"].items() if n}
+    print("Zero-shot sentiment (MiniLM, cosine to two label descriptions), share labelled positive by stars: "
+          + ", ".join(f"{r}: {s:.0%}" for r, s in share.items()))
+    clear = [r for r in answer["rows_by_rating"] if r != "3"]  # 3 stars: neither positive nor negative
+    agree = sum(answer["positive_by_rating"][r] if int(r) >= 4 else
+                answer["rows_by_rating"][r] - answer["positive_by_rating"][r] for r in clear)
+    total = sum(answer["rows_by_rating"][r] for r in clear)
+    print(f"It agrees with the stars (1-2 negative, 4-5 positive) on {agree:,} of {total:,} reviews "
+          f"({agree / max(total, 1):.0%}); output: {final}")
+    return rows
+
+
 def main() -> None:
     parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
     parser.add_argument("--input", type=Path, default=None,
                         help="folder of Parquet shards (default: generate --rows reviews, once)")
-    parser.add_argument("--rows", type=cli.positive_int, default=4_000_000,
+    parser.add_argument("--rows", type=cli.positive_int, default=20_000,
                         help="reviews to generate when --input is not given (generation is not timed)")
-    parser.add_argument("--batch-size", type=cli.positive_int, default=4096, help="rows per inference batch")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=32, help="reviews per MiniLM call")
+    parser.add_argument("--model", default=None,
+                        help="sentence encoder: a local model folder or a hub id (default: the packaged MiniLM)")
     args = parser.parse_args()
     if args.smoke_test:
-        args.rows = 5_000
+        args.rows = SMOKE_ROWS
     output = cli.prepare_output(args.output)
+    model = models.resolve_encoder(args.model)
+    name = models.display_name(model) if args.model else models.ENCODER_NAME
     if args.input is None:
         args.input = reviews.cached_dataset(args.rows, args.seed, progress=lambda s: tqdm(s, desc="generate"))
     shards = find_shards(args.input)
 
-    print(f"Input: {len(shards)} shards in {args.input}, batch size {args.batch_size}, 1 process")
-    final, tmp = output / "reviews", output / f"reviews.tmp-{os.getpid()}"
+    print(f"Input: {len(shards)} shards in {args.input}, model {name}, "
+          f"batch size {args.batch_size}, 1 process")
+    final = {name: output / name for name in ("reviews", "rejected")}
+    tmp = {name: output / f"{name}.tmp-{os.getpid()}" for name in final}
     try:
         with cli.Timer() as timer:
-            dropped = run_pipeline(shards, args.seed, args.batch_size, tmp)
-        answer = {**summarize(tmp), "dropped": dropped}
+            run_pipeline(shards, model, args.batch_size, tmp["reviews"], tmp["rejected"])
+        dropped = count_rejected(tmp["rejected"])
+        answer = {**summarize(tmp["reviews"]), "dropped": dropped}
     except (OSError, ValueError, pa.ArrowException, MemoryError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
+        for folder in tmp.values():  # nothing half-written is left behind
+            shutil.rmtree(folder, ignore_errors=True)
         cli.fail(f"pipeline failed: {first_error_line(exc)}")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)  # the folder appears complete, or not at all
+    for name in final:  # each folder appears complete, or not at all
+        shutil.rmtree(final[name], ignore_errors=True)
+        if tmp[name].is_dir():
+            os.replace(tmp[name], final[name])
 
-    rows = answer["rows"] + sum(dropped.values())
-    print(f"Kept {answer['rows']:,} of {rows:,} rows; dropped: "
-          + ", ".join(f"{reason} {count:,}" for reason, count in dropped.items()))
-    print(f"{answer['predicted_positive']:,} reviews scored positive; output: {final}")
+    rows = print_summary(answer, dropped, final["reviews"])
     print(f"Work time: {timer.seconds:.2f} s ({rows / timer.seconds:,.0f} rows/s)")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer=answer, input=str(args.input), shards=len(shards), input_rows=rows,
-        rows_per_second=rows / timer.seconds, batch_size=args.batch_size,
+        rows_per_second=rows / timer.seconds, batch_size=args.batch_size, model=name,
     )
     print(f"Result: {path}")
 

@@ -1,12 +1,13 @@
-"""Clean, enrich and score product reviews from Parquet shards with Ray Data, streaming.
+"""Clean, enrich and embed product reviews from Parquet shards with Ray Data, streaming.
 
-A typical ML preprocessing and batch-inference job: read every shard, drop bad rows (and count why),
-add features with per-batch functions, score each review with a small PyTorch sentiment model in
-batches, and write the enriched rows to Parquet partitioned by star rating. Ray Data streams blocks
-through the steps on all CPUs of the cluster, so the driver's memory stays flat however large the input.
+A typical ML preprocessing and batch-inference job: read every shard, drop bad rows (and keep them, with
+the reason, in a small rejected/ output), add features with per-batch functions, embed each review with a
+real sentence encoder (MiniLM) in batches, label it positive or negative by zero-shot sentiment, and write
+the enriched rows to Parquet partitioned by star rating. Ray Data streams blocks through the steps on all
+CPUs of the cluster, in one pass over the input, so the driver's memory stays flat however large the input.
 
 Twin: ray_data/baseline/preprocess_reviews.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[9] are explained in ray_data/README.md).
+comments [1]..[10] are explained in ray_data/README.md).
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
-import torch
-from ray.data.aggregate import Count, Sum, ValueCounter
 from ray.data.expressions import col
 from tqdm import tqdm
 
-from workshop import cli, reviews
+from workshop import cli, models, reviews
 
 MODULE, PAIR, SIDE = "ray_data", "preprocess_reviews", "ray_version"
 REASONS = ("missing_text", "missing_rating", "rating_out_of_range", "too_short")  # checked in this order
 MIN_WORDS = 3
+SMOKE_ROWS = 256  # MiniLM costs milliseconds per review: 8 shards of 32, done in seconds
+# Zero-shot sentiment: a review is "positive" when its embedding is closer (cosine) to the second description.
+LABELS = {"negative": "a bad product, I am disappointed", "positive": "a good product, I am happy with it"}
 
 
 def find_shards(folder: Path) -> list[Path]:
@@ -54,8 +56,12 @@ def find_shards(folder: Path) -> list[Path]:
     return shards
 
 
-def clean_reviews(batch: pd.DataFrame) -> pd.DataFrame:
-    """Normalise the text and tag every row with the reason it must be dropped (null: keep it)."""
+def clean_reviews(batch: pd.DataFrame, rejected: Path) -> pd.DataFrame:
+    """Normalise the text and tag every row with the reason it must be dropped (null: keep it).
+
+    The rows to drop are also written, raw and with their reason, to one file in `rejected`, named after
+    the batch's first rejected review: the same batch always gives the same file.
+    """
     # One set of dtypes whoever read the batch: pandas gives NumPy columns, Ray Data Arrow-backed ones.
     batch = batch.astype({"review_id": "int64", "product_id": "int64", "helpful_votes": "int64",
                           "rating": "float64", "text": "str"})
@@ -72,7 +78,12 @@ def clean_reviews(batch: pd.DataFrame) -> pd.DataFrame:
         REASONS,
         default=None,
     )
-    return batch.assign(text=text, drop_reason=pd.Series(reason, index=batch.index, dtype="str"))
+    reason = pd.Series(reason, index=batch.index, dtype="str")
+    bad = batch.assign(drop_reason=reason)[reason.notna()]
+    if len(bad):
+        rejected.mkdir(parents=True, exist_ok=True)
+        bad.to_parquet(rejected / f"rejected-{bad['review_id'].iloc[0]:012d}.parquet", index=False)
+    return batch.assign(text=text, drop_reason=reason)
 
 
 def add_features(batch: pd.DataFrame) -> pd.DataFrame:
@@ -88,63 +99,85 @@ def add_features(batch: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-class ReviewClassifier:
-    """Scores a batch of reviews with the sentiment model. The model is built (loaded) once, in __init__."""
+class ReviewEncoder:
+    """Embeds a batch of reviews with MiniLM and labels each by zero-shot sentiment. Loads the model once."""
 
-    def __init__(self, seed: int):
-        self.model = reviews.build_model(seed)
+    def __init__(self, model: str):
+        self.encoder = models.SentenceEncoder(model)
+        self.labels = self.encoder.embed(list(LABELS.values()))  # (2, 384) unit vectors
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        ids, offsets = reviews.encode(batch["text"])
-        numeric = np.stack([batch["n_words"] / 50.0, batch["helpful_log"]], axis=1)
-        numeric = torch.tensor(numeric, dtype=torch.float32)
-        with torch.inference_mode():
-            p_positive = self.model(ids, offsets, numeric).numpy()
-        return batch.assign(p_positive=p_positive, predicted_positive=p_positive >= 0.5)
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        vectors = self.encoder.embed(batch["text"].to_pylist())  # (rows, 384) float32 unit vectors
+        similarity = vectors @ self.labels.T  # cosine similarity to each label description
+        score = similarity[:, 1] - similarity[:, 0]  # > 0: closer to "positive"
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.encoder.dim)
+        return (batch.append_column("embedding", embedding)
+                .append_column("sentiment", pa.array(np.where(score > 0, "positive", "negative")))
+                .append_column("sentiment_score", pa.array(score)))
 
 
 def read_shards(shards: list[Path]) -> ray.data.Dataset:
     """The whole dataset as a lazy Ray Dataset: a plan over blocks, nothing is read yet."""
-    # Ray 2.60's default (V2) Parquet reader planned a single read task for a few hundred MB of shards here and
-    # ignored override_num_blocks: one block, no parallelism, no streaming. The V1 reader honours it.
+    # Ray 2.60's default (V2) Parquet reader merges small shards into one read task and ignores
+    # override_num_blocks: one block, so one busy MiniLM actor however many there are. The V1 reader honours it.
     ray.data.DataContext.get_current().use_datasource_v2 = False
     paths = [str(s.resolve()) for s in shards]  # absolute: Ray workers do not run in your working directory
-    return ray.data.read_parquet(paths, override_num_blocks=len(paths))  # [2] one read task and block per shard
+    return ray.data.read_parquet(paths, override_num_blocks=len(paths))  # [1] one read task and block per shard
 
 
-def run_pipeline(shards: list[Path], seed: int, batch_size: int, workers: int, out: Path) -> dict[str, int]:
-    """Read -> clean -> drop -> features -> inference -> write. Returns the dropped-row counts by reason."""
-    tagged = read_shards(shards).map_batches(clean_reviews, batch_format="pandas", batch_size=None)  # [3]
-    kept = tagged.filter(expr=col("drop_reason").is_null()).drop_columns(["drop_reason"])  # [4] Arrow filter
+def run_pipeline(shards: list[Path], model: str, batch_size: int, workers: int, out: Path,
+                 rejected: Path) -> None:
+    """Read -> clean (rejected rows to `rejected`) -> drop -> features -> embed and label -> write."""
+    tagged = read_shards(shards).map_batches(  # [2] the baseline's function on each block, in tasks; each
+        clean_reviews, fn_kwargs={"rejected": rejected.resolve()},  # writes its block's bad rows (side output)
+        batch_format="pandas", batch_size=None)
+    kept = tagged.filter(expr=col("drop_reason").is_null()).drop_columns(["drop_reason"])  # [3] Arrow filter
     features = kept.map_batches(add_features, batch_format="pandas", batch_size=None)
-    scored = features.map_batches(
-        ReviewClassifier,  # [5] a class: each actor of the pool builds the model once, scores many batches
-        fn_constructor_kwargs={"seed": seed},
-        batch_size=batch_size,  # [6] rows per model call; blocks are re-batched to this size
-        batch_format="pandas",
+    embedded = features.map_batches(
+        ReviewEncoder,  # [4] a class: each actor of the pool loads MiniLM once, embeds many batches
+        fn_constructor_kwargs={"model": model},
+        batch_size=batch_size,  # [5] reviews per MiniLM call; blocks are re-batched to this size
+        batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1,  # one CPU (and one torch thread) per actor; the other CPUs stay free for reading
     )
-    scored.write_parquet(  # [7] the write runs the whole plan, streaming
+    embedded.write_parquet(  # [6] the write runs the whole plan, streaming, once
         str(out.resolve()), partition_cols=["rating"], mode=ray.data.SaveMode.OVERWRITE
     )
-    dropped = tagged.select_columns(["drop_reason"]).aggregate(ValueCounter(on="drop_reason"))  # [8] 2nd pass
-    dropped = dict(zip(*dropped["value_counter(drop_reason)"].values()))
+
+
+def count_rejected(rejected: Path) -> dict[str, int]:
+    """Dropped rows by reason, from the small rejected/ output (one column of its files)."""
+    found = pq.read_table(rejected, columns=["drop_reason"]) if rejected.is_dir() else None
+    counts = found["drop_reason"].value_counts().to_pylist() if found else []
+    dropped = {item["values"]: item["counts"] for item in counts}
     return {reason: int(dropped.get(reason, 0)) for reason in REASONS}
 
 
-def summarize(out: Path) -> dict[str, float | int]:
+def partial_sums(batch: pd.DataFrame) -> pd.DataFrame:
+    """Per-rating counts and sums of a batch of written rows: at most five rows, whatever the batch size."""
+    batch = batch.assign(rating=batch["rating"].astype("int64"), positive=batch["sentiment"] == "positive",
+                         sentiment_score=batch["sentiment_score"].astype("float64"))
+    return batch.groupby("rating", as_index=False).agg(
+        rows=("positive", "size"), positive=("positive", "sum"), n_words=("n_words", "sum"),
+        n_chars=("n_chars", "sum"), avg_word_len=("avg_word_len", "sum"), sentiment_score=("sentiment_score", "sum"))
+
+
+def summarize(out: Path) -> dict[str, float | int | dict]:
     """A compact digest of the written rows, read back from disk: what both sides must agree on."""
-    names = ["n_words", "n_chars", "avg_word_len", "p_positive", "predicted_positive"]
+    names = ["rating", "n_words", "n_chars", "avg_word_len", "sentiment_score", "sentiment"]
     written = ray.data.read_parquet(str(out.resolve())).select_columns(names)
-    sums = written.aggregate(Count(), *(Sum(name, alias_name=name) for name in names))  # [9] sums, not rows
+    sums = written.map_batches(partial_sums, batch_format="pandas", batch_size=None).to_pandas()  # [7]
+    by_rating = sums.groupby("rating").sum().sort_index()  # the sums of all batches, one row per rating
     return {
-        "rows": int(sums["count()"]),
-        "sum_n_words": int(sums["n_words"]),
-        "sum_n_chars": int(sums["n_chars"]),
-        "sum_avg_word_len": float(sums["avg_word_len"]),
-        "sum_p_positive": float(sums["p_positive"]),
-        "predicted_positive": int(sums["predicted_positive"]),
+        "rows": int(by_rating["rows"].sum()),
+        "sum_n_words": int(by_rating["n_words"].sum()),
+        "sum_n_chars": int(by_rating["n_chars"].sum()),
+        "sum_avg_word_len": float(by_rating["avg_word_len"].sum()),
+        "mean_sentiment_score": float(by_rating["sentiment_score"].sum() / by_rating["rows"].sum()),
+        "positive": int(by_rating["positive"].sum()),
+        "rows_by_rating": {str(r): int(n) for r, n in by_rating["rows"].items()},
+        "positive_by_rating": {str(r): int(n) for r, n in by_rating["positive"].items()},
     }
 
 
@@ -157,55 +190,78 @@ def first_error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
+def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> int:
+    """What a person wants to see: kept and dropped rows, and how the zero-shot sentiment tracks the stars."""
+    rows = answer["rows"] + sum(dropped.values())
+    print(f"Kept {answer['rows']:,} of {rows:,} rows; dropped: "
+          + ", ".join(f"{reason} {count:,}" for reason, count in dropped.items()))
+    share = {r: answer["positive_by_rating"][r] / n for r, n in answer["rows_by_rating"].items() if n}
+    print("Zero-shot sentiment (MiniLM, cosine to two label descriptions), share labelled positive by stars: "
+          + ", ".join(f"{r}: {s:.0%}" for r, s in share.items()))
+    clear = [r for r in answer["rows_by_rating"] if r != "3"]  # 3 stars: neither positive nor negative
+    agree = sum(answer["positive_by_rating"][r] if int(r) >= 4 else
+                answer["rows_by_rating"][r] - answer["positive_by_rating"][r] for r in clear)
+    total = sum(answer["rows_by_rating"][r] for r in clear)
+    print(f"It agrees with the stars (1-2 negative, 4-5 positive) on {agree:,} of {total:,} reviews "
+          f"({agree / max(total, 1):.0%}); output: {final}")
+    return rows
+
+
 def main() -> None:
     parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
     parser.add_argument("--input", type=Path, default=None,
                         help="folder of Parquet shards (default: generate --rows reviews, once)")
-    parser.add_argument("--rows", type=cli.positive_int, default=4_000_000,
+    parser.add_argument("--rows", type=cli.positive_int, default=20_000,
                         help="reviews to generate when --input is not given (generation is not timed)")
-    parser.add_argument("--batch-size", type=cli.positive_int, default=4096, help="rows per inference batch")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=32, help="reviews per MiniLM call")
+    parser.add_argument("--model", default=None,
+                        help="sentence encoder: a local model folder or a hub id (default: the packaged MiniLM)")
     parser.add_argument("--workers", type=cli.positive_int, default=None,
-                        help="inference actors (default: half the cluster's CPUs, at least 1)")
+                        help="MiniLM actors (default: half the cluster's CPUs, at least 1)")
     args = parser.parse_args()
     if args.smoke_test:
-        args.rows = 5_000
+        args.rows = SMOKE_ROWS
     output = cli.prepare_output(args.output)
+    model = models.resolve_encoder(args.model)
+    name = models.display_name(model) if args.model else models.ENCODER_NAME
     if args.input is None:
         args.input = reviews.cached_dataset(args.rows, args.seed, progress=lambda s: tqdm(s, desc="generate"))
     shards = find_shards(args.input)
 
     started = time.perf_counter()
     with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
-        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+        ray.init()  # [8] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     startup = time.perf_counter() - started
     cpus = int(ray.cluster_resources().get("CPU", 1))
     workers = args.workers or max(1, cpus // 2)
-    if workers >= cpus:  # the actors would hold every CPU and the reading tasks could never run: a hang
+    if workers >= cpus:  # [9] the actors would hold every CPU and no read task could ever run: a hang
         cli.fail(f"--workers {workers} would take all {cpus} Ray CPUs and leave none for reading; "
                  f"use at most {cpus - 1}", code=2)
-    print(f"Input: {len(shards)} shards in {args.input}, batch size {args.batch_size}, "
-          f"{workers} inference actor(s) on {cpus} Ray CPUs")
-    final, tmp = output / "reviews", output / f"reviews.tmp-{os.getpid()}"
+    print(f"Input: {len(shards)} shards in {args.input}, model {name}, "
+          f"batch size {args.batch_size}, {workers} MiniLM actor(s) on {cpus} Ray CPUs")
+    final = {name: output / name for name in ("reviews", "rejected")}
+    tmp = {name: output / f"{name}.tmp-{os.getpid()}" for name in final}
     try:
         with cli.Timer() as timer:
-            dropped = run_pipeline(shards, args.seed, args.batch_size, workers, tmp)
-        answer = {**summarize(tmp), "dropped": dropped}
+            run_pipeline(shards, model, args.batch_size, workers, tmp["reviews"], tmp["rejected"])
+        dropped = count_rejected(tmp["rejected"])  # [10] from the side output: no 2nd pass
+        answer = {**summarize(tmp["reviews"]), "dropped": dropped}
     except (OSError, ValueError, pa.ArrowException, MemoryError, ray.exceptions.RayError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
+        for folder in tmp.values():  # nothing half-written is left behind
+            shutil.rmtree(folder, ignore_errors=True)
         cli.fail(f"pipeline failed: {first_error_line(exc)}")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)  # the folder appears complete, or not at all
+    for name in final:  # each folder appears complete, or not at all
+        shutil.rmtree(final[name], ignore_errors=True)
+        if tmp[name].is_dir():
+            os.replace(tmp[name], final[name])
 
-    rows = answer["rows"] + sum(dropped.values())
-    print(f"Kept {answer['rows']:,} of {rows:,} rows; dropped: "
-          + ", ".join(f"{reason} {count:,}" for reason, count in dropped.items()))
-    print(f"{answer['predicted_positive']:,} reviews scored positive; output: {final}")
+    rows = print_summary(answer, dropped, final["reviews"])
     print(f"Work time: {timer.seconds:.2f} s ({rows / timer.seconds:,.0f} rows/s; "
           f"Ray start-up {startup:.1f} s, not included)")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer=answer, input=str(args.input), shards=len(shards), input_rows=rows,
-        rows_per_second=rows / timer.seconds, batch_size=args.batch_size,
+        rows_per_second=rows / timer.seconds, batch_size=args.batch_size, model=name,
         workers=workers, startup_seconds=startup,
     )
     print(f"Result: {path}")
