@@ -1,11 +1,13 @@
-"""Fine-tune a causal language model with a LoRA adapter in one process: transformers.Trainer + peft.
+"""Fine-tune SmolLM2-135M-Instruct with a LoRA adapter in one process: transformers.Trainer + peft.
 
-The data is a small generated instruction set (workshop/tiny_llm.py: questions about a made-up world). The script
-measures the held-out loss and generates an answer before training, trains a LoRA adapter with `Trainer`, saves
-the adapter, loads it back onto a fresh copy of the base model, and measures and generates again.
+The task: answer the sentiment of a short product review with exactly one word, `positive` or `negative`
+(generated reviews, workshop/lora_data.py). The base model answers with a sentence ("This review is
+positive."); the script measures the share of held-out reviews answered with exactly the right word and
+prints one held-out answer, trains a LoRA adapter with `Trainer` (the loss only on the answer tokens), saves
+the adapter, loads it back onto a fresh copy of the base model, and measures and prints again.
 
---model takes a hub id (the default, a small public instruct model; needs internet) or a local folder;
-`--model tiny` (the default with --smoke-test) builds a tiny random-init Llama locally (seconds, no downloads).
+--model defaults to the packaged SmolLM2 (no download); a local folder saved with save_pretrained or a hub id
+works too. Float32 on CPU.
 
 Twin: ray_train/ray_version/finetune_lora.py (diff the two files to see the Ray Train changes; the numbered
 comments are explained in ray_train/README.md).
@@ -13,38 +15,21 @@ comments are explained in ray_train/README.md).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
-                          TrainingArguments)
+from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments,
+                          set_seed)
 from transformers.utils import logging as hf_logging
 
-from workshop import cli, tiny_llm
+from workshop import cli, lora_data, models
 
 MODULE, PAIR, SIDE = "ray_train", "finetune_lora", "baseline"
-DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"  # 0.5 B parameters, Apache-2.0: fits a laptop's memory
-PROMPT = "What colour is the cat?"
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-
-
-def resolve_model(model: str | None, smoke_test: bool, output: Path, seed: int) -> str:
-    """A local folder or hub id to load; `--model tiny` (the --smoke-test default) builds a tiny Llama under --output."""
-    if model == "tiny" or (model is None and smoke_test):
-        folder = output.resolve() / "tiny_llm"
-        return str(tiny_llm.build_tiny_llama(folder, seed=seed) if not tiny_llm.is_built(folder) else folder)
-    model = model or DEFAULT_MODEL
-    if Path(model).is_dir():
-        return str(Path(model).resolve())
-    if HUB_ID.match(model) and not model.startswith((".", "/")):
-        return model
-    cli.fail(f"--model {model}: no such model folder; pass a local folder saved with save_pretrained or a hub id")
 
 
 def load_base(model_name: str):
-    """Tokenizer and base model in float32 (CPU-friendly); one clear line if either cannot be loaded."""
+    """Tokenizer and base model in float32 (the fast path on CPU); one clear line if either cannot be loaded."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_name)
         model = AutoModelForCausalLM.from_pretrained(model_name, dtype=torch.float32)
@@ -56,50 +41,59 @@ def load_base(model_name: str):
     return tokenizer, model
 
 
-def chat_text(tokenizer, example: dict[str, str]) -> str:
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": example["prompt"]}, {"role": "assistant", "content": example["response"]}],
-        tokenize=False)
+def prompt_text(tokenizer, example: dict[str, str]) -> str:
+    """The chat prompt up to the start of the assistant's answer (the same in training and evaluation)."""
+    return tokenizer.apply_chat_template(lora_data.messages(example), add_generation_prompt=True, tokenize=False)
 
 
-def tokenize_examples(tokenizer, examples: list[dict[str, str]], max_length: int = 128) -> list[dict]:
-    """A list of {input_ids, attention_mask}: a plain list is a map-style dataset Trainer accepts."""
-    return [tokenizer(chat_text(tokenizer, e), truncation=True, max_length=max_length) for e in examples]
+def tokenize_examples(tokenizer, examples: list[dict[str, str]]) -> list[dict]:
+    """A list of {input_ids, attention_mask, labels}: a plain list is a map-style dataset Trainer accepts.
+
+    The labels are -100 (ignored by the loss) on the prompt, so the adapter learns the answer, not the reviews.
+    """
+    features = []
+    for example in examples:
+        prompt = tokenizer(prompt_text(tokenizer, example), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(example["response"] + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        features.append({"input_ids": prompt + answer, "attention_mask": [1] * (len(prompt) + len(answer)),
+                         "labels": [-100] * len(prompt) + answer})
+    return features
 
 
 def add_lora(model, rank: int):
-    """Freeze the base model and add a trainable low-rank adapter to every linear layer."""
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear",
+    """Freeze the base model and add a trainable low-rank adapter to the attention's query and value projections."""
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
                         task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 
 @torch.no_grad()
-def held_out_loss(model, tokenizer, examples: list[dict[str, str]]) -> float:
-    """Mean next-token loss over the held-out examples, one example at a time (no padding effects)."""
+def generate(model, tokenizer, examples: list[dict[str, str]], max_new_tokens: int, batch_size: int = 32) -> list[str]:
+    """Greedy answers to the examples' prompts, in left-padded batches (deterministic: same weights, same text)."""
     model.eval()
-    losses = []
-    for features in tokenize_examples(tokenizer, examples):
-        ids = torch.tensor([features["input_ids"]], device=model.device)
-        losses.append(model(input_ids=ids, labels=ids).loss.item())
-    return sum(losses) / len(losses)
+    answers = []
+    for start in range(0, len(examples), batch_size):
+        texts = [prompt_text(tokenizer, e) for e in examples[start:start + batch_size]]
+        inputs = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
+                           add_special_tokens=False).to(model.device)
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+        answers += [text.strip() for text in
+                    tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)]
+    return answers
 
 
-@torch.no_grad()
-def generate(model, tokenizer, prompt: str, max_new_tokens: int = 16) -> str:
-    """Greedy answer to one chat prompt (deterministic: the same weights give the same text)."""
-    model.eval()
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                         tokenize=False)
-    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
-    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                         pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+def evaluate(model, tokenizer, examples: list[dict[str, str]], shown: dict[str, str]) -> tuple[float, str]:
+    """Share of held-out answers that are exactly the right word, and the full answer to the shown example."""
+    answers = generate(model, tokenizer, examples, max_new_tokens=4)  # "positive" + end of turn: 2 tokens
+    share = sum(a == e["response"] for a, e in zip(answers, examples)) / len(examples)
+    return share, generate(model, tokenizer, [shown], max_new_tokens=24)[0]
 
 
 def train_func(config: dict) -> dict:
     """Load the base model, add LoRA, train with Trainer, save the adapter; returns the training loss log."""
     tokenizer, model = load_base(config["model"])
+    set_seed(config["seed"])  # the adapter's initial weights
     model = add_lora(model, config["lora_rank"])
     train_set = tokenize_examples(tokenizer, config["train_examples"])
     training_args = TrainingArguments(
@@ -107,19 +101,21 @@ def train_func(config: dict) -> dict:
         per_device_train_batch_size=config["batch_size"],
         num_train_epochs=config["epochs"],
         learning_rate=config["lr"],
+        warmup_steps=config["warmup_steps"],
         logging_steps=config["logging_steps"],
         save_strategy="epoch",
         save_total_limit=2,
         report_to="none",
         seed=config["seed"],
         use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,  # the loss lines say how far it is
     )
     trainer = Trainer(
         model=model, args=training_args, train_dataset=train_set, processing_class=tokenizer,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
     )
     trainer.train()
-    trainer.save_model(config["adapter_dir"])  # a PeftModel saves only the adapter: a few MB, not the base model
+    trainer.save_model(config["adapter_dir"])  # a PeftModel saves only the adapter: about 2 MB, not the base model
     return {"train_losses": [log["loss"] for log in trainer.state.log_history if "loss" in log],
             "steps": trainer.state.global_step}
 
@@ -127,53 +123,57 @@ def train_func(config: dict) -> dict:
 def main() -> None:
     parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
     parser.add_argument("--model", default=None,
-                        help=f"hub id or local folder of a causal LM (default {DEFAULT_MODEL}; "
-                             "'tiny' or --smoke-test: a tiny random-init Llama built locally)")
-    parser.add_argument("--examples", type=cli.positive_int, default=1024, help="training examples")
-    parser.add_argument("--epochs", type=cli.positive_int, default=2, help="passes over the training examples")
-    parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="examples per optimizer step")
-    parser.add_argument("--lr", type=float, default=2e-4, help="learning rate of the adapter")
+                        help="local folder or hub id of a causal LM (default: the packaged SmolLM2-135M-Instruct)")
+    parser.add_argument("--examples", type=cli.positive_int, default=512, help="training examples")
+    parser.add_argument("--held-out", type=cli.positive_int, default=128, help="held-out examples for the metric")
+    parser.add_argument("--epochs", type=cli.positive_int, default=1, help="passes over the training examples")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=8, help="examples per optimizer step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of the adapter")
     parser.add_argument("--lora-rank", type=cli.positive_int, default=8, help="rank of the LoRA matrices")
     args = parser.parse_args()
     if args.smoke_test:
-        args.examples, args.epochs, args.lr = 192, 2, 5e-3
+        args.examples, args.held_out, args.epochs, args.lr = 96, 32, 1, 2e-3
     output = cli.prepare_output(args.output)
-    model_name = resolve_model(args.model, args.smoke_test, output, args.seed)
+    model_name = models.resolve_llm(args.model)
     hf_logging.set_verbosity_error()  # keep the weight-loading reports and bars out of the workshop output
     hf_logging.disable_progress_bar()
 
-    examples = tiny_llm.make_instruction_examples(args.examples + 64, args.seed)
-    train_examples, val_examples = examples[:args.examples], examples[args.examples:]
+    train_examples = lora_data.make_examples(args.examples, args.seed)
+    val_examples = lora_data.make_examples(args.held_out, args.seed, held_out=True)
+    shown = next(e for e in val_examples if e["response"] == "negative")  # the base model tends to say positive
     tokenizer, base = load_base(model_name)
-    loss_before, answer_before = held_out_loss(base, tokenizer, val_examples), generate(base, tokenizer, PROMPT)
-    print(f"Base model {model_name}: held-out loss {loss_before:.3f}")
-    print(f"  {PROMPT!r} -> {answer_before!r}")
+    share_before, answer_before = evaluate(base, tokenizer, val_examples, shown)
+    print(f"Base model {models.display_name(model_name)}: {share_before:.0%} of {len(val_examples)} held-out reviews "
+          "answered with exactly the right word")
+    print(f"  {shown['prompt']!r}\n  -> {answer_before!r}")
 
+    steps = -(-args.examples // args.batch_size) * args.epochs
     config = {
         "model": model_name, "train_examples": train_examples, "batch_size": args.batch_size,
         "epochs": args.epochs, "lr": args.lr, "lora_rank": args.lora_rank, "seed": args.seed,
-        "logging_steps": max(1, args.examples // args.batch_size // 4),
+        "warmup_steps": max(1, steps // 10), "logging_steps": max(1, steps // 4),
         "checkpoint_dir": str(output.resolve() / "hf_checkpoints"), "adapter_dir": str(output.resolve() / "adapter"),
     }
-    print(f"Fine-tuning a LoRA adapter (rank {args.lora_rank}) on {args.examples} examples, {args.epochs} epochs, "
+    print(f"Fine-tuning a LoRA adapter (rank {args.lora_rank}) on {args.examples} examples, {args.epochs} epoch(s), "
           f"batch {args.batch_size}, in one process ({torch.get_num_threads()} torch threads)")
     with cli.Timer() as timer:
         log = train_func(config)
 
     adapter_dir = Path(config["adapter_dir"])
     tuned = PeftModel.from_pretrained(load_base(model_name)[1], adapter_dir)  # the saved adapter on a fresh base
-    loss_after, answer_after = held_out_loss(tuned, tokenizer, val_examples), generate(tuned, tokenizer, PROMPT)
-    adapter_mb = sum(f.stat().st_size for f in adapter_dir.iterdir()) / 1e6
-    print(f"Adapter {adapter_dir} ({adapter_mb:.1f} MB) on the base model: held-out loss {loss_before:.3f} -> "
-          f"{loss_after:.3f}")
-    print(f"  {PROMPT!r} -> {answer_after!r}")
-    print(f"Work time: {timer.seconds:.2f} s for {log['steps']} training steps")
+    share_after, answer_after = evaluate(tuned, tokenizer, val_examples, shown)
+    adapter_mb = (adapter_dir / "adapter_model.safetensors").stat().st_size / 1e6
+    print(f"Adapter {adapter_dir} ({adapter_mb:.1f} MB of weights) on the base model: exactly the right word "
+          f"{share_before:.0%} -> {share_after:.0%} of the held-out reviews")
+    print(f"  {shown['prompt']!r}\n  -> {answer_after!r}")
+    print(f"Work time: {timer.seconds:.2f} s for {log['steps']} training steps (model loading included)")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
-        answer={"loss_fell": loss_after < loss_before, "adapter_generates": bool(answer_after)},
-        model=model_name, workers=1, held_out_loss_before=loss_before, held_out_loss_after=loss_after,
-        train_losses=log["train_losses"], steps=log["steps"], answer_before=answer_before,
-        answer_after=answer_after, adapter=str(adapter_dir), adapter_mb=adapter_mb,
+        answer={"exact_share_before": share_before, "exact_share_after": share_after,
+                "rose_by_margin": share_after - share_before >= lora_data.MARGIN},
+        model=model_name, workers=1, held_out=len(val_examples), train_losses=log["train_losses"],
+        steps=log["steps"], shown_prompt=shown["prompt"], shown_label=shown["response"],
+        answer_before=answer_before, answer_after=answer_after, adapter=str(adapter_dir), adapter_mb=adapter_mb,
         batch_size=args.batch_size, lr=args.lr,
     )
     print(f"Result: {path}")
