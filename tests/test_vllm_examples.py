@@ -1,10 +1,11 @@
 """vllm_examples specifics. The generic pair tests already run both pairs at smoke size (the Ray sides on the
 two-node cluster, with vLLM on CPU): the batch pair must give token-identical completions of the requested
-length, and both servers must pass the shared client's API check with the same statuses (good requests,
-unknown model 404, max_tokens too large 400, malformed messages 400, then a good one again). Here: what those
-runs cannot show, without starting another vLLM engine (each costs half a minute or more):
-the baseline server's OpenAI error bodies and streaming format in detail, the client's modes, the prompt
-file's bad input, and the one-line refusals (vLLM missing, no GPU, no server)."""
+length, and both servers must pass the shared client's API check with the same statuses and greedy texts
+(good requests, unknown model 404, max_tokens too large 400, malformed messages 400, then a good one again).
+Here: that the default model (the packaged SmolLM2-135M-Instruct, offline) really answers, on both batch sides
+and through the client; and what those runs cannot show, starting one more vLLM engine only (each costs half a
+minute or more): the baseline server's OpenAI error bodies and streaming format in detail, the client's modes,
+the prompt file's bad input, and the one-line refusals (bad model, vLLM missing, no GPU, no server)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,22 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, base_env, last_line, run
+from conftest import ROOT, base_env, last_line, load_script, run
 
-from workshop import llm_workload, serve_client
+from workshop import llm_workload, models, serve_client
 
 BATCH = "vllm_examples/{side}/batch_generate.py"
 SERVER = "vllm_examples/{side}/openai_server.py"
 CLIENT = "vllm_examples/openai_client.py"
 SIDES = ("baseline", "ray_version")
+MODEL = models.LLM_NAME  # the name both servers list on /v1/models for the packaged model
+FRANCE = "What is the capital of France? Answer in one word."
 
 
 def without_vllm(tmp_path: Path) -> dict[str, str]:
@@ -39,7 +43,7 @@ def without_vllm(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(360)
 def test_without_vllm_the_ray_scripts_say_so_and_the_baseline_runs(tmp_path):
     env = without_vllm(tmp_path)
     for script in (BATCH.format(side="ray_version"), SERVER.format(side="ray_version")):
@@ -50,30 +54,78 @@ def test_without_vllm_the_ray_scripts_say_so_and_the_baseline_runs(tmp_path):
         assert "Traceback" not in proc.stderr
         assert not (tmp_path / "ray" / "result.json").exists()
 
-    # the baseline needs no vLLM; here it also reads a prompt file given with --prompts
-    prompts = tmp_path / "prompts.jsonl"
-    texts = ["Why is the sky blue?", "Écris un haïku sur un renard.", "2 + 2 =", "Name a colour.", "Hi"]
-    prompts.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts) + "\n")
+    # the baseline needs no vLLM; here it also reads a prompt file (--prompts), with the default model
+    texts = [FRANCE, "Écris un haïku sur un renard.", "What is 2 + 2? Answer with a number only.", "Hi"]
     out = tmp_path / "baseline"
-    proc = run(BATCH.format(side="baseline"), "--smoke-test", "--prompts", prompts, "--max-tokens", "12",
-               "--output", out, env=env, timeout=150)
+    proc = run(BATCH.format(side="baseline"), "--smoke-test", "--prompts", prompt_file(tmp_path, texts),
+               "--max-tokens", "12", "--output", out, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = pd.read_parquet(out / "completions.parquet")
-    assert list(rows["id"]) == [0, 1, 2, 3, 4] and list(rows["prompt"]) == texts
+    assert list(rows["id"]) == [0, 1, 2, 3] and list(rows["prompt"]) == texts
     assert all(len(ids) == 12 for ids in rows["token_ids"]) and (rows["num_tokens"] == 12).all()
-    assert all(isinstance(c, str) for c in rows["completion"])
+    assert "Paris" in rows["completion"][0], rows["completion"][0]  # a real model: a real answer
+    assert "4" in rows["completion"][2], rows["completion"][2]
     answer = json.loads((out / "result.json").read_text())["answer"]
-    assert answer["prompts"] == 5 and answer["max_tokens"] == 12 and answer["with_requested_length"] == 5
-    assert len(set(answer["token_digests"])) == 5  # five different prompts, five different completions
+    assert answer["prompts"] == 4 and answer["max_tokens"] == 12 and answer["with_requested_length"] == 4
+    assert len(set(answer["token_digests"])) == 4  # four different prompts, four different completions
 
 
-@pytest.mark.timeout(120)
+def prompt_file(folder: Path, texts: list[str]) -> Path:
+    path = folder / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts) + "\n")
+    return path
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.timeout(540)
+def test_ray_batch_job_answers_with_the_packaged_model(ray_cluster, tmp_path):
+    out = tmp_path / "ray"
+    proc = run(BATCH.format(side="ray_version"), "--smoke-test", "--prompts", prompt_file(tmp_path, [FRANCE]),
+               "--max-tokens", "12", "--output", out, env=ray_cluster.env(base_env()), timeout=500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = pd.read_parquet(out / "completions")  # the folder of Parquet files Ray Data wrote
+    assert list(rows["id"]) == [0] and list(rows["prompt"]) == [FRANCE]
+    assert "Paris" in rows["completion"][0], rows["completion"][0]
+    assert list(rows["num_tokens"]) == [12]
+
+
+BAD_MODELS = {  # the extra arguments, and the start of the one line each must print
+    "no such folder": (["--model", "{tmp}/no_such_model"],
+                       "error: --model {tmp}/no_such_model: not a model folder (no such folder)"),
+    "not a model folder": (["--model", "{tmp}"], "error: --model {tmp}: not a model folder (no config.json"),
+    "longer than the model's context": (["--max-model-len", "9000"], "error: --max-model-len 9000 is longer "
+                                        "than the context of model SmolLM2-135M-Instruct (8192 tokens"),
+}
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("script", [BATCH, SERVER], ids=["batch_generate", "openai_server"])
+@pytest.mark.parametrize("side", SIDES)
+def test_a_bad_model_is_one_line_before_anything_loads(script, side, tmp_path):
+    """A missing folder, a folder that is no model, a --max-model-len the model cannot take: one line, exit 1,
+    before a model loads or an engine starts (Ray Serve would otherwise restart a failing replica forever)."""
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    procs = {}
+    for name, (extra, _) in BAD_MODELS.items():  # the three at once: each is mostly interpreter start-up
+        args = [a.format(tmp=tmp_path) for a in extra]
+        procs[name] = subprocess.Popen(
+            [sys.executable, script.format(side=side), "--smoke-test", *args, "--output", tmp_path / "out"],
+            cwd=ROOT, env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for name, (_, expected) in BAD_MODELS.items():
+        stdout, stderr = procs[name].communicate(timeout=200)
+        assert procs[name].returncode == 1, f"{name}: {stderr[-2000:]}"
+        assert last_line(stderr).startswith(expected.format(tmp=tmp_path)), f"{name}: {stderr[-2000:]}"
+        assert "Traceback" not in stderr and "Loading" not in stdout, name
+    assert not (tmp_path / "out" / "result.json").exists()
+
+
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("side", SIDES)
 def test_empty_prompt_file_is_one_clear_line(side, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")
     proc = run(BATCH.format(side=side), "--smoke-test", "--prompts", empty, "--output", tmp_path / "out",
-               timeout=100)
+               timeout=200)
     assert proc.returncode == 1
     assert last_line(proc.stderr) == (f"error: prompt file {empty} has no prompts; add lines like "
                                       '{"prompt": "Hello"} or leave out --prompts')
@@ -106,22 +158,48 @@ def test_prompt_file_errors_name_the_file_and_line(tmp_path, capsys):
         assert expected[name] in message
 
 
-def test_prompts_and_local_models(tmp_path):
-    assert llm_workload.make_prompts(20, seed=3) == llm_workload.make_prompts(20, seed=3)
-    assert llm_workload.make_prompts(20, seed=3) != llm_workload.make_prompts(20, seed=4)
-    assert llm_workload.resolve_model(None, smoke_test=False, output=tmp_path) == llm_workload.DEFAULT_MODEL
-    assert llm_workload.resolve_model("org/some-model", smoke_test=True, output=tmp_path) == "org/some-model"
-    tiny = Path(llm_workload.resolve_model(None, smoke_test=True, output=tmp_path))
-    assert tiny == tmp_path.resolve() / "tiny-llama" and (tiny / "config.json").exists()
-    config = json.loads((tiny / "config.json").read_text())
-    # the CPU attention kernels of vLLM accept head_dim 32 (not 4 or 16)
-    assert config["hidden_size"] // config["num_attention_heads"] == 32
-    assert llm_workload.served_name(str(tiny)) == "tiny-llama"
+def test_prompts_are_a_fixed_mix_of_short_and_long_answers():
+    rows = llm_workload.make_prompts(64, seed=3)
+    assert rows == llm_workload.make_prompts(64, seed=3) != llm_workload.make_prompts(64, seed=4)
+    assert [r["id"] for r in rows] == list(range(64))
+    texts = [r["prompt"] for r in rows]
+    kinds = {  # one-word answers, short lists, paragraphs: what a real batch job mixes
+        "capital": "What is the capital of", "arithmetic": "Answer with a number only.",
+        "yes/no": "Answer yes or no.", "list": "List three", "paragraph": "short paragraph about",
+    }
+    for kind, marker in kinds.items():
+        assert any(marker in t for t in texts), kind
+    assert len(set(texts)) > 32  # varied, not a handful of prompts repeated
 
 
-@pytest.mark.timeout(60)
+def test_the_model_context_is_checked_against_max_model_len(tmp_path, capsys):
+    default = models.resolve_llm(None)
+    assert llm_workload.model_context(default) == 8192  # SmolLM2's max_position_embeddings
+    llm_workload.check_context(default, 8192)  # fits: no exit
+    folder = tmp_path / "small"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"n_positions": 1024, "max_position_embeddings": 512}))
+    assert llm_workload.model_context(str(folder)) == 512  # the least of the keys, as vLLM reads them
+    with pytest.raises(SystemExit) as exit_info:
+        llm_workload.check_context(str(folder), 513)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: --max-model-len 513 is longer than the context of model small (512 tokens, "
+        "from its config.json); pass --max-model-len 512 or less")
+
+
+def test_stop_at_eos_keeps_each_answer_up_to_its_end_token():
+    baseline = load_script(BATCH.format(side="baseline"))
+    # generate() pads a finished row with the pad token (for SmolLM2 the same id as end-of-sequence, 2);
+    # vLLM returns a finished answer with its end token and nothing after it: both sides keep the same tokens
+    assert baseline.until_end([5, 9, 2, 2, 2], {2}) == [5, 9, 2]
+    assert baseline.until_end([5, 9, 7], {2}) == [5, 9, 7]  # forced length: no end token inside
+    assert baseline.until_end([2, 2], {2, 7}) == [2]
+
+
+@pytest.mark.timeout(120)
 def test_baseline_use_gpu_without_a_gpu_is_one_clear_line(tmp_path):
-    proc = run(BATCH.format(side="baseline"), "--smoke-test", "--use-gpu", "--output", tmp_path, timeout=50)
+    proc = run(BATCH.format(side="baseline"), "--smoke-test", "--use-gpu", "--output", tmp_path, timeout=110)
     assert proc.returncode == 1
     assert last_line(proc.stderr).startswith("error: --use-gpu: PyTorch sees no CUDA GPU")
     assert "Traceback" not in proc.stderr
@@ -144,15 +222,23 @@ class Server:
         self.log_path = tmp / "server.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, SERVER.format(side=side), "--model", "tiny-llama", "--max-model-len", "256",
+            [sys.executable, SERVER.format(side=side), "--max-model-len", "256",
              "--port", str(self.port), "--output", str(tmp)],
             cwd=ROOT, env=base_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        proc = run(CLIENT, "--base-url", self.base_url, "--wait", "120", "--check", timeout=180)
-        if proc.returncode != 0:
-            self.stop()
-            log = self.log_path.read_text()[-3000:]
-            raise AssertionError(f"server check failed: {proc.stderr[-1000:]}\n{log}")
+        # up once /v1/models answers (the generic pair test runs the client's full --check on this server)
+        deadline = time.monotonic() + 180
+        while not self.answers():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError(f"server did not come up:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def answers(self) -> bool:
+        try:
+            return serve_client.request(f"{self.base_url}/models", timeout=5)[0] == 200
+        except OSError:  # not listening yet
+            return False
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -176,17 +262,17 @@ def baseline_server(tmp_path_factory):
 
 
 def post(server: Server, route: str, body=None, raw: bytes | None = None):
-    return serve_client.request(f"{server.base_url}/{route}", "POST", body, raw=raw, timeout=60)
+    return serve_client.request(f"{server.base_url}/{route}", "POST", body, raw=raw, timeout=180)
 
 
 def chat(**fields) -> dict:
-    messages = [{"role": "user", "content": "What does the fox eat?"}]
-    return {"model": "tiny-llama", "messages": messages, **fields}
+    messages = [{"role": "user", "content": FRANCE}]
+    return {"model": MODEL, "messages": messages, **fields}
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_baseline_server_answers_bad_requests_with_openai_errors_and_keeps_serving(baseline_server):
-    completion = {"model": "tiny-llama", "prompt": "x", "max_tokens": -1}
+    completion = {"model": MODEL, "prompt": "x", "max_tokens": -1}
     bad = [  # name, route, body, expected status, expected "param"
         ("unknown model", "chat/completions", chat(model="gpt-17"), 404, "model"),
         ("max_tokens above the context", "chat/completions", chat(max_tokens=10**6), 400, "max_tokens"),
@@ -211,14 +297,14 @@ def test_baseline_server_answers_bad_requests_with_openai_errors_and_keeps_servi
         if name == "max_tokens above the context":
             assert "maximum context length is 256 tokens" in error["message"]
 
-    status, body = post(baseline_server, "chat/completions", chat(max_tokens=6, min_tokens=6, temperature=0))
+    status, body = post(baseline_server, "chat/completions", chat(max_tokens=4, min_tokens=4, temperature=0))
     assert status == 200, body
-    assert body["object"] == "chat.completion" and body["model"] == "tiny-llama"
-    assert body["usage"]["completion_tokens"] == 6 and body["choices"][0]["finish_reason"] == "length"
-    status, again = post(baseline_server, "chat/completions", chat(max_tokens=6, min_tokens=6, temperature=0))
+    assert body["object"] == "chat.completion" and body["model"] == MODEL
+    assert body["usage"]["completion_tokens"] == 4 and body["choices"][0]["finish_reason"] == "length"
+    status, again = post(baseline_server, "chat/completions", chat(max_tokens=4, min_tokens=4, temperature=0))
     assert again["choices"][0]["message"]["content"] == body["choices"][0]["message"]["content"]  # greedy
 
-    status, body = post(baseline_server, "completions", {"model": "tiny-llama", "prompt": "The owl"})
+    status, body = post(baseline_server, "completions", {"model": MODEL, "prompt": "The capital of France"})
     assert status == 200 and body["object"] == "text_completion"
     assert 1 <= body["usage"]["completion_tokens"] <= 16  # OpenAI's default max_tokens for completions
 
@@ -244,9 +330,9 @@ def test_baseline_server_streams_server_sent_events(baseline_server):
 @pytest.mark.timeout(180)
 def test_client_chat_and_load_modes(baseline_server, tmp_path):
     url = baseline_server.base_url
-    proc = run(CLIENT, "--base-url", url, "--max-tokens", "6", "Hello there", timeout=120)
+    proc = run(CLIENT, "--base-url", url, "--max-tokens", "12", FRANCE, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith("[tiny-llama] ")
+    assert proc.stdout.startswith(f"[{MODEL}] ") and "Paris" in proc.stdout, proc.stdout  # a real answer
 
     report_path = tmp_path / "load.json"
     proc = run(CLIENT, "--base-url", url, "--load", "--requests", "6", "--concurrency", "3",

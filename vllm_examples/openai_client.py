@@ -2,12 +2,13 @@
 
 It finds the model through GET /v1/models, so the same command works against both servers unchanged:
 
-    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "Tell me about the fox."
+    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "What is the capital of France?"
     python vllm_examples/openai_client.py --check                  # the API contract, incl. bad requests
     python vllm_examples/openai_client.py --load --concurrency 16 --requests 64 --max-tokens 64
 
 --check sends good and bad requests (unknown model, max_tokens above the context, malformed messages) and
-exits 1 unless every answer has the expected status and the server still answers afterwards.
+exits 1 unless every answer has the expected status and the server still answers afterwards; it reports
+the greedy texts of its exact-length requests too, so that two servers with one model can be compared.
 --load sends --requests streaming chat requests, --concurrency at a time, each asking for exactly --max-tokens
 tokens (min_tokens, a vLLM extension both servers accept), and reports output tokens/s, time to first token
 and latency percentiles as a table and (with --json) as JSON.
@@ -28,6 +29,7 @@ from workshop import cli, llm_workload
 from workshop.serve_client import percentile
 
 TIMEOUT_S = 120.0
+CHECK_PROMPT = "What is the capital of France? Answer in one word."
 
 
 def make_client(base_url: str) -> openai.OpenAI:
@@ -63,9 +65,9 @@ def error_message(body: object) -> str:
 def check_server(client: openai.OpenAI, max_tokens: int = 8) -> dict:
     """Good and bad requests, with the status each got. Raises AssertionError on a broken contract."""
     model = find_model(client)
-    messages = llm_workload.chat_messages("What colour is the fox?")
+    messages = llm_workload.chat_messages(CHECK_PROMPT)
     exact = {"temperature": 0.0, "max_tokens": max_tokens, "extra_body": {"min_tokens": max_tokens}}
-    statuses, tokens, problems = {}, [], []
+    statuses, tokens, texts, problems = {}, [], {}, []
 
     def expect(name, wanted, call):
         status, body = status_of(call)
@@ -80,19 +82,24 @@ def check_server(client: openai.OpenAI, max_tokens: int = 8) -> dict:
         model=model, messages=messages, **exact))
     if statuses["chat"] == 200:
         tokens.append(chat.usage.completion_tokens)
-        if not isinstance(chat.choices[0].message.content, str):
+        texts["chat"] = chat.choices[0].message.content
+        if not isinstance(texts["chat"], str):
             problems.append("chat: no message content")
     completion = expect("completion", {200}, lambda: client.completions.create(
-        model=model, prompt="The owl eats", **exact))
+        model=model, prompt="The capital of France is", **exact))
     if statuses["completion"] == 200:
         tokens.append(completion.usage.completion_tokens)
+        texts["completion"] = completion.choices[0].text
     stream = expect("stream", {200}, lambda: list(client.chat.completions.create(
         model=model, messages=messages, stream=True, stream_options={"include_usage": True}, **exact)))
     if statuses["stream"] == 200:
         usage = [c.usage for c in stream if c.usage]
         tokens.append(usage[-1].completion_tokens if usage else -1)
+        texts["stream"] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         if not any(c.choices and c.choices[0].finish_reason for c in stream):
             problems.append("stream: no chunk with a finish_reason")
+        if texts["stream"] != texts.get("chat"):  # greedy: streamed or not, the same answer
+            problems.append(f"stream: {texts['stream']!r} differs from the chat answer {texts.get('chat')!r}")
     expect("unknown_model", {404}, lambda: client.chat.completions.create(
         model="no-such-model", messages=messages, max_tokens=4))
     expect("max_tokens_too_large", {400, 422}, lambda: client.chat.completions.create(
@@ -105,7 +112,8 @@ def check_server(client: openai.OpenAI, max_tokens: int = 8) -> dict:
         problems.append(f"completion_tokens {tokens}, expected {max_tokens} each")
     if problems:
         raise AssertionError("; ".join(problems))
-    return {"model": model, "statuses": statuses, "completion_tokens": tokens}
+    return {"model": model, "prompt": CHECK_PROMPT, "statuses": statuses, "completion_tokens": tokens,
+            "texts": texts}
 
 
 async def _one_request(client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int) -> dict:
@@ -118,8 +126,8 @@ async def _one_request(client: openai.AsyncOpenAI, model: str, prompt: str, max_
         extra_body={"min_tokens": max_tokens},
     )
     async for chunk in stream:
-        # the first chunk comes with the first token (random test models may generate special tokens only,
-        # which are not shown as text, so this does not wait for text)
+        # the first chunk comes with the first token (a token may not show as text on its own, e.g. part
+        # of a multi-byte character, so this does not wait for text)
         if first is None and chunk.choices:
             first = time.perf_counter() - started
         if chunk.usage:
@@ -204,7 +212,7 @@ def wait_for_server(base_url: str, timeout: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("prompt", nargs="?", default="Tell me a short story about a grey fox.",
+    parser.add_argument("prompt", nargs="?", default="Write a short paragraph about why the sky is blue.",
                         help="the message for one chat request (default mode)")
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="the server's OpenAI API root")
     parser.add_argument("--check", action="store_true", help="check the API contract, incl. bad requests")
@@ -212,6 +220,8 @@ def main() -> None:
     parser.add_argument("--requests", type=cli.positive_int, default=64, help="load: total requests")
     parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="load: requests in flight")
     parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="tokens per answer")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="chat: sampling temperature (0: greedy, the same answer every time)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the load test's prompts")
     parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server to answer")
     parser.add_argument("--json", type=Path, default=None, help="also write the report to this JSON file")
@@ -233,7 +243,8 @@ def main() -> None:
         client = make_client(args.base_url)
         model = find_model(client)
         stream = client.chat.completions.create(model=model, messages=llm_workload.chat_messages(args.prompt),
-                                                max_tokens=args.max_tokens, stream=True)
+                                                max_tokens=args.max_tokens, temperature=args.temperature,
+                                                stream=True)
         print(f"[{model}] ", end="", flush=True)
         for chunk in stream:
             if chunk.choices:

@@ -1,10 +1,13 @@
-"""What both sides of vllm_examples share: the prompts, the prompt file, the models and vLLM's settings.
+"""What both sides of vllm_examples share: the prompts, the prompt file, the model check and vLLM's settings.
 
-- `make_prompts(count, seed)`: varied one-line instructions about a made-up world, the same for a seed.
+- `make_prompts(count, seed)`: the mix a real batch job has, for an instruct model: one-word answers
+  (capitals, arithmetic, yes/no), short lists and longer paragraphs; the same rows for a seed.
 - `write_prompt_file` / `read_prompt_file`: the JSONL prompt file (one `{"id": ..., "prompt": ...}` per line);
   reading it fails with one clear line on a missing, empty or malformed file.
-- `resolve_model(...)`: the hub model id for a real run; the tiny local Llama for `--smoke-test`
-  (workshop/tiny_llm.py) or a 28M-parameter random Llama for benchmarks, both built locally (no hub access).
+- `check_context(model, max_model_len)`: one clear line and exit 1 when --max-model-len is longer than the
+  model's own context (the model itself comes from `workshop.models.resolve_llm`: the packaged
+  SmolLM2-135M-Instruct by default, offline). Checked before anything loads: an engine asked for more than
+  the model's context fails inside its actor, and Ray Serve restarts that replica forever.
 - `chat_messages(prompt)`: the OpenAI-style message list every side sends.
 - `engine_kwargs(args)`: the vLLM engine arguments both Ray scripts pass (dtype, lengths, an explicit CPU KV
   cache size: vLLM would otherwise size it from most of the RAM).
@@ -19,32 +22,43 @@ import json
 import random
 from pathlib import Path
 
-from workshop import cli, tiny_llm
+from workshop import cli
 
-# A small public instruct model: about 2 GB in float32, usable on a laptop CPU. Needs the hub on first use.
-DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
-TEMPLATES = [
-    "Tell me a short story about a {colour} {animal} that eats {food}.",
-    "Why does the {animal} like {food}?",
-    "Describe the {colour} {animal} in one sentence.",
-    "Write a haiku about a {animal} and some {food}.",
-    "What colour is the {animal}?",
-    "What does the {animal} eat?",
-    "Give three facts about the {animal} that is {colour}.",
-    "Explain to a child how we get {food}.",
+MODEL_HELP = ("a model folder (what save_pretrained writes) or a hub id; default: the packaged "
+              "SmolLM2-135M-Instruct, offline")
+
+# Prompt kinds with their fillers: short factual answers, short lists and paragraphs, as in a real batch job.
+CAPITALS = ["France", "Germany", "Italy", "Spain", "Japan", "Canada", "Egypt", "Brazil", "Kenya", "Norway",
+            "Portugal", "Greece", "India", "Mexico", "Australia", "Poland", "Ireland", "Peru"]
+YES_NO = ["Is the Sun a star?", "Can penguins fly?", "Is water made of hydrogen and oxygen?",
+          "Is the Pacific the largest ocean on Earth?", "Do spiders have six legs?",
+          "Is ice colder than steam?",
+          "Is Mount Everest the highest mountain on Earth?", "Is a tomato a vegetable in botany?",
+          "Does the Moon orbit the Earth?", "Is gold a metal?", "Do fish breathe with lungs?",
+          "Is Python a programming language?"]
+LISTS = ["fruits", "primary colours", "animals that live in the sea", "programming languages",
+         "planets of the solar system", "musical instruments", "vegetables", "European rivers",
+         "kinds of trees", "sports played with a ball"]
+TOPICS = ["why the sky is blue", "how a bicycle works", "the water cycle", "how bees make honey",
+          "why we have seasons", "what a computer program is", "how plants grow from seeds",
+          "why it is good to sleep well", "how a rainbow forms", "what makes a good friend",
+          "how trains run on rails", "why leaves change colour in autumn"]
+KINDS = [  # (weight, template maker)
+    (3, lambda rng: f"What is the capital of {rng.choice(CAPITALS)}? Answer in one word."),
+    (2, lambda rng: f"What is {rng.randint(2, 20)} + {rng.randint(2, 20)}? Answer with a number only."),
+    (1, lambda rng: f"What is {rng.randint(2, 9)} times {rng.randint(2, 9)}? Answer with a number only."),
+    (2, lambda rng: f"{rng.choice(YES_NO)} Answer yes or no."),
+    (2, lambda rng: f"List three {rng.choice(LISTS)}, one per line."),
+    (2, lambda rng: f"Write a short paragraph about {rng.choice(TOPICS)}."),
+    (1, lambda rng: f"Explain {rng.choice(TOPICS)} to a ten-year-old in a few sentences."),
 ]
 
 
 def make_prompts(count: int, seed: int) -> list[dict]:
-    """`count` prompt rows `{"id": i, "prompt": text}`, fixed by the seed."""
+    """`count` prompt rows `{"id": i, "prompt": text}`, a fixed mix of short and long answers for a seed."""
     rng = random.Random(seed)
-    rows = []
-    for i in range(count):
-        template = rng.choice(TEMPLATES)
-        text = template.format(animal=rng.choice(tiny_llm.ANIMALS), colour=rng.choice(tiny_llm.COLOURS),
-                               food=rng.choice(tiny_llm.FOODS))
-        rows.append({"id": i, "prompt": text})
-    return rows
+    weights, makers = zip(*KINDS)
+    return [{"id": i, "prompt": rng.choices(makers, weights)[0](rng)} for i in range(count)]
 
 
 def write_prompt_file(path: Path, rows: list[dict]) -> Path:
@@ -79,53 +93,36 @@ def chat_messages(prompt: str) -> list[dict]:
     return [{"role": "user", "content": prompt}]
 
 
-def build_random_llama_28m(folder: Path, seed: int = 0) -> Path:
-    """A random-init Llama of about 28M parameters (8 layers, hidden 512, 8 heads of 64) with the tiny model's
-    tokenizer: big enough that generation is compute-bound, so tokens/s comparisons mean something, and
-    built locally, so benchmarks need no hub access. Like the tiny model it knows nothing."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    # the tokenizer and chat template (and a tiny model, replaced below)
-    tiny_llm.build_tiny_llama(folder, seed=seed)
-    (folder / tiny_llm.MARKER).unlink()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
-        num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    (folder / tiny_llm.MARKER).write_text(json.dumps({"seed": seed, "model": "random-llama-28m"}) + "\n")
-    return folder
+# Where a Hugging Face config may give the context length (vLLM reads the same keys and takes the least)
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length",
+                "max_seq_length", "seq_len")
 
 
-# Models built locally (no hub): --model NAME, and --smoke-test uses "tiny-llama".
-LOCAL_MODELS = {
-    "tiny-llama": lambda folder, seed: tiny_llm.build_tiny_llama(folder, seed=seed),  # 2 layers, hidden 64
-    "random-llama-28m": build_random_llama_28m,
-}
+def model_context(model: str) -> int | None:
+    """The longest sequence (prompt + completion) the model was built for, per its config; None if unknown."""
+    folder = Path(model)
+    try:
+        if folder.is_dir():
+            config = json.loads((folder / "config.json").read_text())
+        else:  # a hub id, already checked by models.resolve_llm (and its config.json cached)
+            from huggingface_hub import hf_hub_download
+
+            config = json.loads(Path(hf_hub_download(model, "config.json")).read_text())
+    except (OSError, ValueError) as exc:
+        cli.fail(f"cannot read the config of model {model}: "
+                 f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    config = config.get("text_config", config)  # multimodal models keep the language model's config inside
+    lengths = [config[key] for key in CONTEXT_KEYS if isinstance(config.get(key), int)]
+    return min(lengths) if lengths else None
 
 
-MODEL_HELP = (f"hub id, local folder, or one of {sorted(LOCAL_MODELS)} (built here, no download); "
-              f"default {DEFAULT_MODEL}, with --smoke-test tiny-llama")
-
-
-def resolve_model(model: str | None, smoke_test: bool, output: Path, seed: int = 0) -> str:
-    """The model to load: a hub id or a folder as given; a LOCAL_MODELS name, built into `output/NAME` (an
-    absolute path, so that Ray workers find it too); by default DEFAULT_MODEL, with --smoke-test "tiny-llama".
-    """
-    model = model or ("tiny-llama" if smoke_test else DEFAULT_MODEL)
-    if model not in LOCAL_MODELS:
-        return model
-    folder = output.resolve() / model
-    if not tiny_llm.is_built(folder):
-        LOCAL_MODELS[model](folder, seed)
-    return str(folder)
+def check_context(model: str, max_model_len: int) -> None:
+    """One line and exit 1 when --max-model-len is longer than the model's context (before anything loads)."""
+    context = model_context(model)
+    if context is not None and max_model_len > context:
+        cli.fail(f"--max-model-len {max_model_len} is longer than the context of model {Path(model).name} "
+                 f"({context} tokens, from its config.json); pass --max-model-len "
+                 f"{context} or less")
 
 
 def apply_smoke_defaults(parser, args, **sizes) -> None:
@@ -134,11 +131,6 @@ def apply_smoke_defaults(parser, args, **sizes) -> None:
         for name, value in sizes.items():
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
-
-
-def served_name(model: str) -> str:
-    """The model id a server lists on /v1/models: the hub id, or a local folder's name."""
-    return Path(model).name if Path(model).is_dir() else model
 
 
 def engine_kwargs(args) -> dict:

@@ -4,8 +4,8 @@ Routes (the same as the Ray Serve LLM twin): GET /v1/models, POST /v1/chat/compl
 (streaming too), with OpenAI-style error bodies. Run it and leave it up (Ctrl-C stops it), then talk to it
 from a second terminal with the shared client:
 
-    python vllm_examples/baseline/openai_server.py --port 8000               # Qwen/Qwen2.5-0.5B-Instruct
-    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "Tell me about the fox."
+    python vllm_examples/baseline/openai_server.py --port 8000   # the packaged SmolLM2-135M-Instruct
+    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "What is the capital of France?"
     python vllm_examples/openai_client.py --load --concurrency 16 --requests 64
 
 With --smoke-test (or --load-requests) it starts on a free port, runs the client's API check (good and bad
@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
-from workshop import cli, llm_workload, serve_client
+from workshop import cli, llm_workload, models, serve_client
 
 MODULE, PAIR, SIDE = "vllm_examples", "openai_server", "baseline"
 CLIENT = Path(__file__).resolve().parent.parent / "openai_client.py"
@@ -110,7 +110,7 @@ class Generator:
     """The model in this process. generate() calls run one at a time: a second request waits for the first."""
 
     def __init__(self, model_name: str, args) -> None:
-        self.model_id = llm_workload.served_name(model_name)
+        self.model_id = models.display_name(model_name)
         self.max_model_len = args.max_model_len
         self.device = "cuda" if args.use_gpu else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(model_name)
@@ -283,7 +283,7 @@ def main() -> None:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                         help="weights and compute dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
-                        help="longest prompt + completion the server accepts")
+                        help="longest prompt + completion accepted (at most the model's context)")
     parser.add_argument("--use-gpu", action="store_true", help="run on the first CUDA GPU")
     parser.add_argument("--load-requests", type=cli.positive_int, default=None,
                         help="self-test: send this many requests, report, shut down (benchmark mode)")
@@ -299,17 +299,18 @@ def main() -> None:
     if serve_client.port_in_use(port):
         cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
     base_url = f"http://127.0.0.1:{port}/v1"
+    model_name = models.resolve_llm(args.model)  # the packaged SmolLM2 folder, or a checked --model
+    llm_workload.check_context(model_name, args.max_model_len)
     output = cli.prepare_output(args.output) if self_test else args.output
-    model_name = llm_workload.resolve_model(args.model, args.smoke_test, output, args.seed)
 
     started = time.perf_counter()
-    print(f"Loading {model_name} ...", flush=True)
+    print(f"Loading {models.display_name(model_name)} ...", flush=True)
     try:
         server = start_server(port, model_name, args)
-    except OSError as exc:  # e.g. a model id that cannot be found or downloaded
+    except (OSError, ValueError) as exc:  # e.g. weights that do not match the config
         cli.fail(f"cannot load model {model_name}: {str(exc).strip().splitlines()[0][:300]}")
     if not self_test:
-        print(f"Serving {llm_workload.served_name(model_name)} on {base_url} (OpenAI API); Ctrl-C stops it",
+        print(f"Serving {models.display_name(model_name)} on {base_url} (OpenAI API); Ctrl-C stops it",
               flush=True)
         try:
             server.run()  # uvicorn finishes the requests in flight on Ctrl-C, then re-raises it
@@ -337,9 +338,9 @@ def main() -> None:
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=load["seconds"], smoke_test=args.smoke_test,
         answer={"statuses": check["statuses"], "completion_tokens": check["completion_tokens"],
-                "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
+                "texts": check["texts"], "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
         startup_seconds=round(startup, 3), self_test_seconds=round(timer.seconds, 3), model=model_name,
-        load=load,
+        load=load, example={"input": check["prompt"], "output": check["texts"]["chat"]},
     )
     print(f"Result: {path}")
 

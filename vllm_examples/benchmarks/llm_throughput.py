@@ -5,10 +5,15 @@
     python vllm_examples/benchmarks/llm_throughput.py --smoke-test  # both pairs at smoke size: does it run
 
 Offline (batch_generate): generated tokens/s of HF generate() vs Ray Data + vLLM on the same prompts and
-lengths, each timed end to end (model load or engine start included); target: Ray >= 5x.
+lengths, each timed end to end (model load or engine start included); target: Ray >= 5x. Beside them, plain
+vLLM without Ray (benchmarks/plain_vllm.py, same prompts, engine arguments and sampling), which splits the
+gain into what vLLM brings and what Ray adds or costs. One row per `bench_rows` entry of the pair: forced
+lengths (every answer exactly --max-tokens, as the agreement test needs) and answers that stop at
+end-of-sequence (--stop-at-eos), where continuous batching can refill the batch as answers finish.
 Online (openai_server): the shared client's streaming load test at the bench concurrency (16): output
 tokens/s, time to first token p50/p99 and latency p99 for both servers; target: Ray Serve LLM >= 3x tokens/s.
-The sizes are the `bench` arguments in vllm_examples/pairs.toml (a local random 28M-parameter Llama: no hub).
+The sizes are the `bench` arguments in vllm_examples/pairs.toml; the model is the packaged
+SmolLM2-135M-Instruct (float32, offline).
 `make bench` runs the tour first, so this script reads those result files instead of running everything twice.
 Writes reports/vllm_examples_llm_throughput.json and .md.
 """
@@ -28,38 +33,58 @@ from workshop import cli, tour  # noqa: E402
 
 MODULE = "vllm_examples"
 REPORTS = ROOT / "reports"
+PLAIN_VLLM = Path(__file__).resolve().parent / "plain_vllm.py"
 TARGETS = {"batch_generate": 5.0, "openai_server": 3.0}
 
 
-def results_for(pair: tour.Pair, smoke: bool, rerun: bool, scratch: Path) -> dict[str, dict]:
+def results_for(pair: tour.Pair, smoke: bool, rerun: bool, scratch: Path, row: int = 0) -> dict[str, dict]:
     """result.json of both sides: the tour's bench run if it used the same arguments, else a fresh run."""
-    args = pair.rows(bench=not smoke)[0]
+    args = pair.rows(bench=not smoke)[row]
     found = {}
     for side in tour.SIDES:
-        path = ROOT / "outputs" / "tour" / "bench" / MODULE / pair.name / f"{side}-0" / cli.RESULT_FILE
+        path = ROOT / "outputs" / "tour" / "bench" / MODULE / pair.name / f"{side}-{row}" / cli.RESULT_FILE
         if not (smoke or rerun) and path.exists():
             result = json.loads(path.read_text())
             if result["argv"][:len(args[side])] == args[side]:
                 found[side] = result
                 continue
         print(f"  running {pair.module}/{side}/{pair.name}.py {' '.join(args[side])}", flush=True)
-        ran = tour.run_script(pair.script(side), ROOT, args[side], scratch / pair.name / side, 3600.0, None)
+        ran = tour.run_script(pair.script(side), ROOT, args[side], scratch / pair.name / f"{side}-{row}",
+                              3600.0, None)
         if ran.error:
             cli.fail(f"{pair.name} {side}: {ran.error} (log: {ran.log})")
         found[side] = ran.result
+    if pair.name == "batch_generate":  # the attribution row: the Ray side's arguments, without Ray
+        print(f"  running {PLAIN_VLLM.relative_to(ROOT)} {' '.join(args['ray_version'])}", flush=True)
+        out = scratch / pair.name / f"plain_vllm-{row}"
+        ran = tour.run_script(PLAIN_VLLM, ROOT, args["ray_version"], out, 3600.0, None)
+        if ran.error:
+            cli.fail(f"plain vLLM: {ran.error} (log: {ran.log})")
+        found["plain_vllm"] = ran.result
     return found
 
 
-def offline_rows(results: dict[str, dict]) -> dict:
-    tps = {side: results[side]["details"]["tokens_per_second"] for side in tour.SIDES}
+def identical(a: dict, b: dict) -> int:
+    return sum(x == y for x, y in zip(a["answer"]["token_digests"], b["answer"]["token_digests"]))
+
+
+def offline_rows(results: dict[str, dict], label: str) -> dict:
+    sides = ("baseline", "plain_vllm", "ray_version")
+    tps = {side: results[side]["details"]["tokens_per_second"] for side in sides}
     return {
-        "generated_tokens": results["baseline"]["details"]["generated_tokens"],
-        "baseline_seconds": results["baseline"]["seconds"], "ray_seconds": results["ray_version"]["seconds"],
-        "baseline_tokens_per_s": tps["baseline"], "ray_tokens_per_s": tps["ray_version"],
-        "speedup": round(tps["ray_version"] / tps["baseline"], 2),
-        "identical_completions": sum(a == b for a, b in zip(results["baseline"]["answer"]["token_digests"],
-                                                        results["ray_version"]["answer"]["token_digests"])),
-        "prompts": results["baseline"]["answer"]["prompts"],
+        "label": label, "prompts": results["baseline"]["answer"]["prompts"],
+        "max_tokens": results["baseline"]["answer"]["max_tokens"],
+        "generated_tokens": {side: results[side]["details"]["generated_tokens"] for side in sides},
+        "seconds": {side: results[side]["seconds"] for side in sides},
+        "tokens_per_s": tps,
+        "speedup": round(tps["ray_version"] / tps["baseline"], 2),  # the pair: what the target is about
+        "vllm_over_baseline": round(tps["plain_vllm"] / tps["baseline"], 2),  # what vLLM brings
+        "ray_over_plain_vllm": round(tps["ray_version"] / tps["plain_vllm"], 2),  # what Ray adds (or costs)
+        "identical_completions": {
+            "baseline_ray": identical(results["baseline"], results["ray_version"]),
+            "baseline_plain_vllm": identical(results["baseline"], results["plain_vllm"]),
+            "plain_vllm_ray": identical(results["plain_vllm"], results["ray_version"]),
+        },
     }
 
 
@@ -76,20 +101,32 @@ def online_rows(results: dict[str, dict]) -> dict:
     return row
 
 
-def markdown(offline: dict, online: dict, machine: str) -> str:
-    def verdict(speedup, target):
-        return f"{speedup:.2f}x (target >= {target:g}x: {'met' if speedup >= target else 'NOT met'})"
+def verdict(speedup, target):
+    return f"{speedup:.2f}x (target >= {target:g}x: {'met' if speedup >= target else 'NOT met'})"
 
+
+def offline_markdown(row: dict) -> list[str]:
+    names = {"baseline": "HF generate() (baseline)", "plain_vllm": "plain vLLM, no Ray (vllm.LLM.chat)",
+             "ray_version": "Ray Data + vLLM"}
+    same = row["identical_completions"]
+    label = f" ({row['label']})" if row["label"] else ""
+    return [
+        f"Offline{label}: {row['prompts']} prompts, up to "
+        f"{row['max_tokens']} tokens each, end to end (model load / engine start included); token-identical "
+        f"completions: baseline vs Ray {same['baseline_ray']}/{row['prompts']}, baseline vs plain vLLM "
+        f"{same['baseline_plain_vllm']}, plain vLLM vs Ray {same['plain_vllm_ray']}.\n",
+        "| side | generated tokens | seconds | tokens/s |", "|---|---:|---:|---:|",
+        *[f"| {name} | {row['generated_tokens'][side]} | {row['seconds'][side]:.1f} | "
+          f"{row['tokens_per_s'][side]:.1f} |" for side, name in names.items()],
+        f"\nSpeedup: {verdict(row['speedup'], TARGETS['batch_generate'])}; of it, vLLM over the baseline "
+        f"{row['vllm_over_baseline']:.2f}x and Ray Data over plain vLLM {row['ray_over_plain_vllm']:.2f}x.\n",
+    ]
+
+
+def markdown(offline: list[dict], online: dict, machine: str) -> str:
     return "\n".join([
         f"# vllm_examples throughput\n\nMachine: {machine}\n",
-        f"Offline: {offline['prompts']} prompts, {offline['generated_tokens']} generated tokens, end to end "
-        "(model load / engine start included); "
-        f"{offline['identical_completions']}/{offline['prompts']} completions token-identical.\n",
-        "| side | seconds | tokens/s |", "|---|---:|---:|",
-        f"| HF generate() (baseline) | {offline['baseline_seconds']:.1f} | "
-        f"{offline['baseline_tokens_per_s']:.1f} |",
-        f"| Ray Data + vLLM | {offline['ray_seconds']:.1f} | {offline['ray_tokens_per_s']:.1f} |",
-        f"\nSpeedup: {verdict(offline['speedup'], TARGETS['batch_generate'])}\n",
+        *[line for row in offline for line in offline_markdown(row)],
         f"Online: {online['requests']} streaming chat requests, concurrency {online['concurrency']}, "
         f"{online['max_tokens']} tokens each, through vllm_examples/openai_client.py.\n",
         "| server | output tokens/s | TTFT p50 / p99 ms | latency p50 / p99 ms |", "|---|---:|---:|---:|",
@@ -112,8 +149,10 @@ def main() -> None:
     args = parser.parse_args()
     pairs = {p.name: p for p in tour.discover([MODULE], ROOT)}
 
+    batch = pairs["batch_generate"]
     with tempfile.TemporaryDirectory() as tmp:
-        offline = offline_rows(results_for(pairs["batch_generate"], args.smoke_test, args.rerun, Path(tmp)))
+        offline = [offline_rows(results_for(batch, args.smoke_test, args.rerun, Path(tmp), i), spec["label"])
+                   for i, spec in enumerate(batch.rows(bench=not args.smoke_test))]
         online = online_rows(results_for(pairs["openai_server"], args.smoke_test, args.rerun, Path(tmp)))
     machine = tour.machine_description()
     text = markdown(offline, online, machine)

@@ -4,8 +4,8 @@ Routes (the same as the FastAPI baseline): GET /v1/models, POST /v1/chat/complet
 (streaming too), with OpenAI-style error bodies. Run it and leave it up (Ctrl-C stops it), then talk to it
 from a second terminal with the shared client:
 
-    python vllm_examples/ray_version/openai_server.py --port 8000            # Qwen/Qwen2.5-0.5B-Instruct
-    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "Tell me about the fox."
+    python vllm_examples/ray_version/openai_server.py --port 8000   # the packaged SmolLM2-135M-Instruct
+    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "What is the capital of France?"
     python vllm_examples/openai_client.py --load --concurrency 16 --requests 64
 
 With --smoke-test (or --load-requests) it starts on a free port, runs the client's API check (good and bad
@@ -28,7 +28,7 @@ from pathlib import Path
 import ray
 from ray import serve
 
-from workshop import cli, llm_workload, serve_client
+from workshop import cli, llm_workload, models, serve_client
 
 MODULE, PAIR, SIDE = "vllm_examples", "openai_server", "ray_version"
 CLIENT = Path(__file__).resolve().parent.parent / "openai_client.py"
@@ -42,12 +42,12 @@ def build_app(model_name: str, args):
     # and a mistyped flag should not wait for.
     from ray.serve.llm import LLMConfig, build_openai_app
 
-    llm_config = LLMConfig(  # [2] one model: where it comes from, the engine, the hardware, the replicas
-        model_loading_config={"model_id": llm_workload.served_name(model_name), "model_source": model_name},
+    llm_config = LLMConfig(  # [1] one model: where it comes from, the engine, the hardware, the replicas
+        model_loading_config={"model_id": models.display_name(model_name), "model_source": model_name},
         engine_kwargs=llm_workload.engine_kwargs(args),  # vLLM's own arguments: dtype, lengths, KV cache size
-        # [3] without this, each replica asks Ray for a GPU and, on a CPU-only cluster, never starts
+        # [2] without this, each replica asks Ray for a GPU and, on a CPU-only cluster, never starts
         accelerator_config={"kind": "gpu" if args.use_gpu else "cpu"},
-        deployment_config={  # [4] Serve options of the model deployment: autoscaling on requests in flight
+        deployment_config={  # [3] Serve options of the model deployment: autoscaling on requests in flight
             "autoscaling_config": {
                 "min_replicas": args.min_replicas, "max_replicas": args.max_replicas,
                 "target_ongoing_requests": 16,  # add a replica when each has more than 16 requests in flight
@@ -57,7 +57,7 @@ def build_app(model_name: str, args):
             "ray_actor_options": {"num_cpus": 0.25},
         },
     )
-    return build_openai_app({  # [5] the OpenAI routes, errors and streaming, in front of the model deployment
+    return build_openai_app({  # [4] the OpenAI routes, errors and streaming, in front of the model deployment
         "llm_configs": [llm_config],
         "ingress_deployment_config": {"ray_actor_options": {"num_cpus": 0.25}},  # fits on a 2-CPU laptop too
     })
@@ -65,7 +65,7 @@ def build_app(model_name: str, args):
 
 def start_server(port: int, model_name: str, args) -> None:
     """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it serves until serve.shutdown()."""
-    # [6] HTTP options are cluster-wide and set before the first app; one proxy, on the head node
+    # [5] HTTP options are cluster-wide and set before the first app; one proxy, on the head node
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
     serve.run(build_app(model_name, args), name=APP_NAME, route_prefix="/")  # returns once the model is up
 
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
-                        help="longest prompt + completion the server accepts")
+                        help="longest prompt + completion accepted (at most the model's context)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per replica (CUDA vllm package)")
     parser.add_argument("--tensor-parallel-size", type=cli.positive_int, default=1,
                         help="GPUs that share one replica's engine (tensor parallel; with --use-gpu)")
@@ -116,24 +116,25 @@ def main() -> None:
     if serve_client.port_in_use(port):
         cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
     base_url = f"http://127.0.0.1:{port}/v1"
+    model_name = models.resolve_llm(args.model)  # the packaged SmolLM2 folder, or a checked --model
+    llm_workload.check_context(model_name, args.max_model_len)
     output = cli.prepare_output(args.output) if self_test else args.output
-    model_name = llm_workload.resolve_model(args.model, args.smoke_test, output, args.seed)
 
     started = time.perf_counter()
     with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
-        ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+        ray.init()  # [6] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     gpus = ray.cluster_resources().get("GPU", 0)
     if args.use_gpu and gpus < args.tensor_parallel_size:
         cli.fail(f"--use-gpu: the Ray cluster has {gpus:g} GPUs, {args.tensor_parallel_size} needed; "
                  "leave out --use-gpu to run on CPUs")
     try:
-        print(f"Loading {model_name} ...", flush=True)
+        print(f"Loading {models.display_name(model_name)} ...", flush=True)
         try:
             start_server(port, model_name, args)
-        except Exception as exc:  # e.g. a model that cannot be found or downloaded; details in the log above
+        except Exception as exc:  # e.g. weights vLLM cannot load (the model was checked above); see the log
             cli.fail(f"the LLM app did not start: {str(exc).strip().splitlines()[-1][:300]}")
         if not self_test:
-            name = llm_workload.served_name(model_name)
+            name = models.display_name(model_name)
             print(f"Serving {name} on {base_url} (OpenAI API); Ctrl-C stops it", flush=True)
             try:
                 while True:
@@ -155,9 +156,9 @@ def main() -> None:
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=load["seconds"], smoke_test=args.smoke_test,
         answer={"statuses": check["statuses"], "completion_tokens": check["completion_tokens"],
-                "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
+                "texts": check["texts"], "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
         startup_seconds=round(startup, 3), self_test_seconds=round(timer.seconds, 3), model=model_name,
-        load=load,
+        load=load, example={"input": check["prompt"], "output": check["texts"]["chat"]},
     )
     print(f"Result: {path}")
 
