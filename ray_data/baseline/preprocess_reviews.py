@@ -101,10 +101,10 @@ class ReviewEncoder:
 
     def __init__(self, model: str):
         self.encoder = models.SentenceEncoder(model)
-        self.labels = self.encoder.embed(list(LABELS.values()))  # (2, 384) unit vectors
+        self.labels = self.encoder.embed(list(LABELS.values()))  # (2, dim) unit vectors
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        vectors = self.encoder.embed(batch["text"].to_pylist())  # (rows, 384) float32 unit vectors
+        vectors = self.encoder.embed(batch["text"].to_pylist())  # (rows, dim) float32 unit vectors
         similarity = vectors @ self.labels.T  # cosine similarity to each label description
         score = similarity[:, 1] - similarity[:, 0]  # > 0: closer to "positive"
         embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.encoder.dim)
@@ -179,7 +179,7 @@ def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> int:
     print(f"Kept {answer['rows']:,} of {rows:,} rows; dropped: "
           + ", ".join(f"{reason} {count:,}" for reason, count in dropped.items()))
     share = {r: answer["positive_by_rating"][r] / n for r, n in answer["rows_by_rating"].items() if n}
-    print("Zero-shot sentiment (MiniLM, cosine to two label descriptions), share labelled positive by stars: "
+    print("Zero-shot sentiment (cosine to two label descriptions), share labelled positive by stars: "
           + ", ".join(f"{r}: {s:.0%}" for r, s in share.items()))
     clear = [r for r in answer["rows_by_rating"] if r != "3"]  # 3 stars: neither positive nor negative
     agree = sum(answer["positive_by_rating"][r] if int(r) >= 4 else
