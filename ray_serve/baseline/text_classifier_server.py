@@ -5,7 +5,7 @@ Routes (the same on the Ray Serve twin): POST /predict, GET /healthz, GET /info;
 workshop/text_api.py, the model (MiniLM embeddings, two heads: v1 and v2) in workshop/text_model.py.
 Run it and leave it up (Ctrl-C stops it), then load it from a second terminal:
 
-    python ray_serve/baseline/text_classifier_server.py --port 8000
+    python ray_serve/baseline/text_classifier_server.py --port 8000        # add --workers 2 for 2 processes
     python ray_serve/load_test.py --url http://127.0.0.1:8000 --concurrency 32 --requests 2000
 
 With --smoke-test (or --load-requests) it starts, checks its answers through the shared client, runs a
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+import torch
 import uvicorn
 from fastapi import FastAPI, HTTPException
 
@@ -33,6 +35,7 @@ from workshop.text_model import InfoResponse, PredictRequest, PredictResponse
 
 MODULE, PAIR, SIDE = "ray_serve", "text_classifier_server", "baseline"
 LOAD_TEST = Path(__file__).resolve().parent.parent / "load_test.py"
+DEFAULT_MODEL_ENV, WORKERS_ENV = "TEXT_CLASSIFIER_DEFAULT_MODEL", "TEXT_CLASSIFIER_WORKERS"  # for --workers processes
 
 app = FastAPI(title="Text classifier")
 
@@ -77,7 +80,7 @@ class TextClassifierAPI:
 
 # Plain def (not async def): FastAPI runs each call in its thread pool, so a slow forward pass does not
 # block the event loop; the model runs once per request.
-api: TextClassifierAPI  # set by start_server
+api: TextClassifierAPI  # set by load_models
 
 
 @app.post("/predict", response_model=PredictResponse)
@@ -95,12 +98,32 @@ def info() -> InfoResponse:
     return api.info()
 
 
-def start_server(port: int, default_model: str) -> uvicorn.Server:
-    """Load both model versions and build the server; `server.run()` serves until Ctrl-C."""
+def load_models(default_model: str) -> None:
     global api
     api = TextClassifierAPI(Classifier("v1"), Classifier("v2"), default_model)
+
+
+def worker_app() -> FastAPI:
+    """The app of one of N uvicorn worker processes (--workers N): its own copy of both versions, and
+    cores/N torch threads (N processes with a thread per core each would fight over the cores)."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ[WORKERS_ENV])))
+    load_models(os.environ[DEFAULT_MODEL_ENV])
+    return app
+
+
+def start_server(port: int, default_model: str) -> uvicorn.Server:
+    """Load both model versions and build the server; `server.run()` serves until Ctrl-C."""
+    load_models(default_model)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     return uvicorn.Server(config)
+
+
+def serve_with_workers(port: int, default_model: str, workers: int) -> None:
+    """uvicorn --workers: one listening socket, `workers` processes that each load the model; until Ctrl-C."""
+    os.environ.update({DEFAULT_MODEL_ENV: default_model, WORKERS_ENV: str(workers)})
+    # an import string: each worker process imports this script (as __main__) and calls worker_app()
+    uvicorn.run("__main__:worker_app", factory=True, host="127.0.0.1", port=port, workers=workers,
+                log_level="warning")
 
 
 def run_self_test(url: str, requests: int, concurrency: int, seed: int) -> dict:
@@ -124,6 +147,8 @@ def main() -> None:
     parser.add_argument("--load-requests", type=cli.positive_int, default=None,
                         help="self-test: send this many requests, report, shut down (benchmark mode)")
     parser.add_argument("--concurrency", type=cli.positive_int, default=32, help="self-test load concurrency")
+    parser.add_argument("--workers", type=cli.positive_int, default=1,
+                        help="uvicorn worker processes, each with its own copy of the model (a stronger baseline)")
     args = parser.parse_args()
     if args.smoke_test:
         args.load_requests, args.concurrency = args.load_requests or 48, 8
@@ -134,27 +159,37 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
 
     started = time.perf_counter()
-    server = start_server(port, args.default_model)
-    if not self_test:
-        print(f"Serving on {url} (POST /predict, GET /healthz, GET /info); Ctrl-C stops it", flush=True)
-        try:
-            server.run()  # uvicorn finishes the requests in flight on Ctrl-C, then re-raises it
-        except KeyboardInterrupt:
-            print("Shut down", flush=True)
+    output = cli.prepare_output(args.output) if self_test else None
+    if args.workers > 1 and not self_test:
+        print(f"Serving on {url} with {args.workers} worker processes; Ctrl-C stops it", flush=True)
+        serve_with_workers(port, args.default_model, args.workers)
         return
+    if args.workers > 1:  # the self-test runs that server as a person would: in its own process, then Ctrl-C
+        command = [sys.executable, __file__, "--port", str(port), "--workers", str(args.workers),
+                   "--default-model", args.default_model]
+        workers = subprocess.Popen(command)
+        stop = lambda: (workers.send_signal(signal.SIGINT), workers.wait(timeout=60))  # noqa: E731
+    else:
+        server = start_server(port, args.default_model)
+        if not self_test:
+            print(f"Serving on {url} (POST /predict, GET /healthz, GET /info); Ctrl-C stops it", flush=True)
+            try:
+                server.run()  # uvicorn finishes the requests in flight on Ctrl-C, then re-raises it
+            except KeyboardInterrupt:
+                print("Shut down", flush=True)
+            return
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        stop = lambda: (setattr(server, "should_exit", True), thread.join(timeout=30))  # noqa: E731
 
-    output = cli.prepare_output(args.output)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        serve_client.wait_until_healthy(url)
+        serve_client.wait_until_healthy(url, timeout=180)  # N workers load N copies of the model at once
         startup = time.perf_counter() - started
         print(f"Serving on {url}; up in {startup:.1f} s", flush=True)
         with cli.Timer() as timer:
             report = run_self_test(url, args.load_requests, args.concurrency, args.seed)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        stop()
 
     predictions = report["check_predictions"]
     if report["failed"] or not predictions or any(p["label"] not in text_model.LABELS for p in predictions):
@@ -165,7 +200,7 @@ def main() -> None:
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer={"labels": [p["label"] for p in predictions],
                 "scores": [[round(s, 4) for s in p["scores"]] for p in predictions]},
-        startup_seconds=round(startup, 3), load=report,
+        startup_seconds=round(startup, 3), load=report, workers=args.workers,
     )
     print(f"Result: {path}")
 
