@@ -106,6 +106,7 @@ def test_dropped_counts_match_the_raw_data(outputs, smoke_data):
         assert dropped["rating_out_of_range"] == out_of_range.sum() > 0, side
         assert dropped["too_short"] > 0, side
         assert result["answer"]["rows"] + sum(dropped.values()) == SMOKE_ROWS, side
+        assert result["details"]["model"] == "all-MiniLM-L6-v2", side
     assert results["baseline"]["answer"]["dropped"] == results["ray_version"]["answer"]["dropped"]
 
 

@@ -204,12 +204,12 @@ def main() -> None:
         args.rows = SMOKE_ROWS
     output = cli.prepare_output(args.output)
     model = models.resolve_encoder(args.model)
-    name = models.display_name(model) if args.model else models.ENCODER_NAME
+    model_name = models.display_name(model) if args.model else models.ENCODER_NAME
     if args.input is None:
         args.input = reviews.cached_dataset(args.rows, args.seed, progress=lambda s: tqdm(s, desc="generate"))
     shards = find_shards(args.input)
 
-    print(f"Input: {len(shards)} shards in {args.input}, model {name}, "
+    print(f"Input: {len(shards)} shards in {args.input}, model {model_name}, "
           f"batch size {args.batch_size}, 1 process")
     final = {name: output / name for name in ("reviews", "rejected")}
     tmp = {name: output / f"{name}.tmp-{os.getpid()}" for name in final}
@@ -232,7 +232,7 @@ def main() -> None:
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer=answer, input=str(args.input), shards=len(shards), input_rows=rows,
-        rows_per_second=rows / timer.seconds, batch_size=args.batch_size, model=name,
+        rows_per_second=rows / timer.seconds, batch_size=args.batch_size, model=model_name,
     )
     print(f"Result: {path}")
 

@@ -223,7 +223,7 @@ def main() -> None:
         args.rows = SMOKE_ROWS
     output = cli.prepare_output(args.output)
     model = models.resolve_encoder(args.model)
-    name = models.display_name(model) if args.model else models.ENCODER_NAME
+    model_name = models.display_name(model) if args.model else models.ENCODER_NAME
     if args.input is None:
         args.input = reviews.cached_dataset(args.rows, args.seed, progress=lambda s: tqdm(s, desc="generate"))
     shards = find_shards(args.input)
@@ -237,7 +237,7 @@ def main() -> None:
     if workers >= cpus:  # [9] the actors would hold every CPU and no read task could ever run: a hang
         cli.fail(f"--workers {workers} would take all {cpus} Ray CPUs and leave none for reading; "
                  f"use at most {cpus - 1}", code=2)
-    print(f"Input: {len(shards)} shards in {args.input}, model {name}, "
+    print(f"Input: {len(shards)} shards in {args.input}, model {model_name}, "
           f"batch size {args.batch_size}, {workers} MiniLM actor(s) on {cpus} Ray CPUs")
     final = {name: output / name for name in ("reviews", "rejected")}
     tmp = {name: output / f"{name}.tmp-{os.getpid()}" for name in final}
@@ -261,7 +261,7 @@ def main() -> None:
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer=answer, input=str(args.input), shards=len(shards), input_rows=rows,
-        rows_per_second=rows / timer.seconds, batch_size=args.batch_size, model=name,
+        rows_per_second=rows / timer.seconds, batch_size=args.batch_size, model=model_name,
         workers=workers, startup_seconds=startup,
     )
     print(f"Result: {path}")
