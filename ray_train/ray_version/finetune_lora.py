@@ -183,7 +183,8 @@ def main() -> None:
 
     train_examples = lora_data.make_examples(args.examples, args.seed)
     val_examples = lora_data.make_examples(args.held_out, args.seed, held_out=True)
-    shown = next(e for e in val_examples if e["response"] == "negative")  # the base model tends to say positive
+    # the example to print: a negative review (the base model leans towards "positive")
+    shown = next((e for e in val_examples if e["response"] == "negative"), val_examples[0])
     tokenizer, base = load_base(model_name)
     share_before, answer_before = evaluate(base, tokenizer, val_examples, shown)
     print(f"Base model {models.display_name(model_name)}: {share_before:.0%} of {len(val_examples)} held-out reviews "
