@@ -71,6 +71,7 @@ def main() -> None:
     report: dict = {"url": url}
     check = text_api.sample_texts(args.check_texts, seed=args.seed + 1)
     if check:
+        report["check_texts"] = check
         report["check_predictions"] = check_predictions(url, check, args.model)
     if args.compare_with:
         other = args.compare_with.rstrip("/")

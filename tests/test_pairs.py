@@ -1,8 +1,8 @@
 """Generic tests for every pair of every module: adding a pair's files and its pairs.toml entry is enough.
 
 For each pair: both scripts answer --help, reject a bad flag with a usage error, and at smoke size the
-baseline (run plainly) and the Ray version (run against the two-node test cluster) write results that
-agree under the pair's declared rule.
+baseline (run plainly) and the Ray version (run against the two-node test cluster, with --trace) write
+results that agree under the pair's declared rule, and the Ray side's timeline is a valid trace.
 """
 
 from __future__ import annotations
@@ -53,11 +53,16 @@ def test_pair_agrees_at_smoke_size(pair, ray_cluster, tmp_path):
     for side in tour.SIDES:
         env = ray_cluster.env(base_env()) if side == "ray_version" else base_env()
         out = tmp_path / side
-        args = [*pair.spec["smoke"], "--output", out]
+        trace = tmp_path / "trace.json"
+        args = [*pair.spec["smoke"], "--output", out, *(["--trace", trace] if side == "ray_version" else [])]
         proc = run(pair.script(side).relative_to(tour.ROOT), *args, env=env, timeout=540)
         assert proc.returncode == 0, f"{side} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         results[side] = json.loads((out / "result.json").read_text())
         assert results[side]["side"] == side and results[side]["pair"] == pair.name
         assert results[side]["seconds"] > 0
+    # --trace: a Chrome-trace event list (what Perfetto and chrome://tracing load) with work from several workers
+    events = json.loads(trace.read_text())
+    workers = {e["tid"] for e in events if e.get("ph") == "X" and str(e.get("tid", "")).startswith("worker:")}
+    assert len(workers) >= 2, f"the Ray timeline shows work from {len(workers)} worker process(es)"
     problems = tour.compare(results["baseline"]["answer"], results["ray_version"]["answer"], pair.spec["agree"])
     assert not problems, f"{pair_id(pair)} disagrees: {problems}"

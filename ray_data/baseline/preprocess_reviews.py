@@ -173,7 +173,7 @@ def first_error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
-def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> int:
+def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> tuple[int, dict]:
     """What a person wants to see: kept and dropped rows, and how the zero-shot sentiment tracks the stars."""
     rows = answer["rows"] + sum(dropped.values())
     print(f"Kept {answer['rows']:,} of {rows:,} rows; dropped: "
@@ -187,7 +187,8 @@ def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> int:
     total = sum(answer["rows_by_rating"][r] for r in clear)
     print(f"It agrees with the stars (1-2 negative, 4-5 positive) on {agree:,} of {total:,} reviews "
           f"({agree / max(total, 1):.0%}); output: {final}")
-    return rows
+    return rows, {"input": "MiniLM zero-shot sentiment of the reviews vs their 1-2 and 4-5 star ratings",
+                  "output": f"agrees on {agree:,} of {total:,} ({agree / max(total, 1):.0%})"}
 
 
 def main() -> None:
@@ -227,12 +228,13 @@ def main() -> None:
         if tmp[name].is_dir():
             os.replace(tmp[name], final[name])
 
-    rows = print_summary(answer, dropped, final["reviews"])
+    rows, example = print_summary(answer, dropped, final["reviews"])
     print(f"Work time: {timer.seconds:.2f} s ({rows / timer.seconds:,.0f} rows/s)")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer=answer, input=str(args.input), shards=len(shards), input_rows=rows,
         rows_per_second=rows / timer.seconds, batch_size=args.batch_size, model=model_name,
+        example=example,
     )
     print(f"Result: {path}")
 

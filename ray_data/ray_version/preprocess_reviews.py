@@ -190,7 +190,7 @@ def first_error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
-def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> int:
+def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> tuple[int, dict]:
     """What a person wants to see: kept and dropped rows, and how the zero-shot sentiment tracks the stars."""
     rows = answer["rows"] + sum(dropped.values())
     print(f"Kept {answer['rows']:,} of {rows:,} rows; dropped: "
@@ -204,7 +204,8 @@ def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> int:
     total = sum(answer["rows_by_rating"][r] for r in clear)
     print(f"It agrees with the stars (1-2 negative, 4-5 positive) on {agree:,} of {total:,} reviews "
           f"({agree / max(total, 1):.0%}); output: {final}")
-    return rows
+    return rows, {"input": "MiniLM zero-shot sentiment of the reviews vs their 1-2 and 4-5 star ratings",
+                  "output": f"agrees on {agree:,} of {total:,} ({agree / max(total, 1):.0%})"}
 
 
 def main() -> None:
@@ -245,6 +246,8 @@ def main() -> None:
         with cli.Timer() as timer:
             run_pipeline(shards, model, args.batch_size, workers, tmp["reviews"], tmp["rejected"])
         dropped = count_rejected(tmp["rejected"])  # [10] from the side output: no 2nd pass
+        if args.trace:  # [11] every task and actor call of this job, as a timeline for Perfetto
+            ray.timeline(filename=str(args.trace))
         answer = {**summarize(tmp["reviews"]), "dropped": dropped}
     except (OSError, ValueError, pa.ArrowException, MemoryError, ray.exceptions.RayError) as exc:
         for folder in tmp.values():  # nothing half-written is left behind
@@ -255,7 +258,7 @@ def main() -> None:
         if tmp[name].is_dir():
             os.replace(tmp[name], final[name])
 
-    rows = print_summary(answer, dropped, final["reviews"])
+    rows, example = print_summary(answer, dropped, final["reviews"])
     print(f"Work time: {timer.seconds:.2f} s ({rows / timer.seconds:,.0f} rows/s; "
           f"Ray start-up {startup:.1f} s, not included)")
     path = cli.write_result(
@@ -263,6 +266,7 @@ def main() -> None:
         answer=answer, input=str(args.input), shards=len(shards), input_rows=rows,
         rows_per_second=rows / timer.seconds, batch_size=args.batch_size, model=model_name,
         workers=workers, startup_seconds=startup,
+        example=example,
     )
     print(f"Result: {path}")
 

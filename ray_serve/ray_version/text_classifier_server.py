@@ -181,6 +181,8 @@ def main() -> None:
         replicas = serve_replicas()
     finally:
         serve.shutdown()  # [15] remove the app, its replicas and the proxy: nothing is left behind
+    if args.trace:  # [16] every task and actor call of this job, as a timeline for Perfetto
+        ray.timeline(filename=str(args.trace))
 
     predictions = report["check_predictions"]
     if report["failed"] or not predictions or any(p["label"] not in text_model.LABELS for p in predictions):
@@ -192,6 +194,8 @@ def main() -> None:
         answer={"labels": [p["label"] for p in predictions],
                 "scores": [[round(s, 4) for s in p["scores"]] for p in predictions]},
         startup_seconds=round(startup, 3), load=report, replicas=replicas,
+        example={"input": report["check_texts"][0],
+                 "output": f"{predictions[0]['label']} ({max(predictions[0]['scores']):.2f})"},
     )
     print(f"Result: {path}")
 

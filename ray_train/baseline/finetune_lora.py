@@ -174,7 +174,9 @@ def main() -> None:
                 "rose_by_margin": share_after - share_before >= lora_data.MARGIN},
         model=model_name, workers=1, held_out=len(val_examples), train_losses=log["train_losses"],
         steps=log["steps"], shown_prompt=shown["prompt"], shown_label=shown["response"],
-        answer_before=answer_before, answer_after=answer_after, adapter=str(adapter_dir), adapter_mb=adapter_mb,
+        answer_before=answer_before, answer_after=answer_after,
+        adapter=str(adapter_dir), adapter_mb=adapter_mb,
+        example={"input": shown["prompt"], "output": f"base model: {answer_before} | adapter: {answer_after}"},
         batch_size=args.batch_size, lr=args.lr,
     )
     print(f"Result: {path}")

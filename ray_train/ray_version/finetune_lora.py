@@ -218,6 +218,8 @@ def main() -> None:
             result = trainer.fit()
         except ray.train.TrainingFailedError as exc:
             cli.fail(f"training failed after {args.max_failures} restart(s): {str(exc).splitlines()[-1][:300]}")
+    if args.trace:  # [12] every task and actor call of this job, as a timeline for Perfetto
+        ray.timeline(filename=str(args.trace))
 
     adapter_dir = output.resolve() / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
@@ -243,7 +245,9 @@ def main() -> None:
                 "rose_by_margin": share_after - share_before >= lora_data.MARGIN},
         model=model_name, workers=args.workers, held_out=len(val_examples), train_losses=log["train_losses"],
         steps=log["steps"], shown_prompt=shown["prompt"], shown_label=shown["response"],
-        answer_before=answer_before, answer_after=answer_after, adapter=str(adapter_dir), adapter_mb=adapter_mb,
+        answer_before=answer_before, answer_after=answer_after,
+        adapter=str(adapter_dir), adapter_mb=adapter_mb,
+        example={"input": shown["prompt"], "output": f"base model: {answer_before} | adapter: {answer_after}"},
         batch_size=args.batch_size, lr=args.lr, startup_seconds=startup, checkpoints=result.path,
     )
     print(f"Result: {path}")

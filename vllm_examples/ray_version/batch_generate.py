@@ -142,6 +142,8 @@ def main() -> None:
         path = output / "completions"
         results.write_parquet(str(path.resolve()), mode=ray.data.SaveMode.OVERWRITE)  # [9] one file per block
         rows = sorted(results.take_all(), key=lambda r: r["id"])  # small here; see README for large jobs
+        if args.trace:  # [10] every task and actor call of this job, as a timeline for Perfetto
+            ray.timeline(filename=str(args.trace))
 
     generated = sum(r["num_tokens"] for r in rows)
     for r in rows[:3]:

@@ -148,6 +148,8 @@ def main() -> None:
             report = run_self_test(base_url, args)
     finally:
         serve.shutdown()  # [7] remove the app, its replicas and the proxy: nothing is left behind
+    if args.trace:  # [8] every task and actor call of this job, as a timeline for Perfetto
+        ray.timeline(filename=str(args.trace))
 
     check, load = report["check"], report["load"]
     print(f"Self-test passed: {load['ok']} streaming requests in {load['seconds']:.2f} s, "
