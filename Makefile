@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(PY) -m workshop.tour
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 bench: $(STAMP)
 	$(PY) -m workshop.tour --bench
