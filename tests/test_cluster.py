@@ -154,7 +154,7 @@ def test_one_script_per_module_through_ray_jobs_uses_both_nodes(ray_cluster, tmp
     assert len(nodes_of(report["train"], "RayTrainWorker")) == 2, report["train"]["actors"]
 
     data = read_result(out["data"])["answer"]
-    assert data["rows"] > 0 and data["predicted_positive"] <= data["rows"] and sum(data["dropped"].values()) > 0
+    assert data["rows"] > 0 and data["positive"] <= data["rows"] and sum(data["dropped"].values()) > 0
     # the read and map tasks, and the actors of the pool (one of which may get no CPU before the tiny input
     # is done: the read tasks hold them all at first)
     data_nodes = set(report["data"]["task_nodes"]) | nodes_of(report["data"], "MapWorker")
