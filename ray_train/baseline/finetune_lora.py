@@ -176,7 +176,7 @@ def main() -> None:
         steps=log["steps"], shown_prompt=shown["prompt"], shown_label=shown["response"],
         answer_before=answer_before, answer_after=answer_after,
         adapter=str(adapter_dir), adapter_mb=adapter_mb,
-        example={"input": shown["prompt"], "output": f"base model: {answer_before} | adapter: {answer_after}"},
+        example={"input": shown["prompt"], "output": f"adapter: {answer_after} | base model: {answer_before}"},
         batch_size=args.batch_size, lr=args.lr,
     )
     print(f"Result: {path}")
