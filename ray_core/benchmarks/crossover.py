@@ -88,11 +88,14 @@ def main() -> None:
     work = 0.3 if args.smoke_test else args.work_seconds
     cpus = os.cpu_count() or 1
 
+    # the Pool first: processes forked after ray.init() would inherit Ray's signal handlers and print a stack
+    # trace each when the Pool terminates them
+    pool = mp.Pool(processes=cpus)
+    pool.map(spin, [1] * cpus)
     ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)  # Ray's start-up: not timed
     ray.get([spin_task.remote(1) for _ in range(cpus * 2)])  # start the worker processes before timing
     rows = []
-    with mp.Pool(processes=cpus) as pool:
-        pool.map(spin, [1] * cpus)
+    with pool:
         for ms in durations:
             iterations = calibrate(ms / 1000)
             n_tasks = max(cpus * 4, round(work * 1000 / ms))
