@@ -119,3 +119,10 @@ def test_rerun_overwrites_the_result(tmp_path):
         assert proc.returncode == 0, proc.stderr
     assert read_result(tmp_path)["argv"][-3:] == ["2", "--output", str(tmp_path)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+@pytest.mark.parametrize("trace", ["/no/such/folder/trace.json", "."])
+def test_bad_trace_path_is_a_usage_error_before_any_work(trace):
+    proc = run(BOOTSTRAP.format(side="ray_version"), "--smoke-test", "--trace", trace)
+    assert proc.returncode == 2
+    assert "--trace" in last_line(proc.stderr) and "Traceback" not in proc.stderr

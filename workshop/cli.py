@@ -40,10 +40,20 @@ def make_parser(doc: str, *, module: str, pair: str, side: str) -> argparse.Argu
     )
     if side == "ray_version":
         parser.add_argument(
-            "--trace", type=Path, default=None, metavar="FILE",
+            "--trace", type=trace_file, default=None, metavar="FILE",
             help="write a Ray timeline of the run (JSON; open it in https://ui.perfetto.dev or chrome://tracing)",
         )
     return parser
+
+
+def trace_file(text: str) -> Path:
+    """argparse type for --trace: its folder must exist, so a typo fails at once, not after the whole run."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name, e.g. {path / 'trace.json'}")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist; create it or choose another path")
+    return path
 
 
 def positive_int(text: str) -> int:
