@@ -27,13 +27,13 @@ $(STAMP): requirements.txt requirements-vllm.txt requirements-models.txt pyproje
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m workshop.tour
+	$(PY) -m tools.tour
 
 test: $(STAMP)
 	$(PY) -m pytest --durations=15
 
 bench: $(STAMP)
-	$(PY) -m workshop.tour --bench
+	$(PY) -m tools.tour --bench
 	@for script in */benchmarks/*.py; do \
 		[ -e "$$script" ] || continue; echo "== $$script"; $(PY) "$$script" || exit 1; \
 	done
@@ -43,7 +43,7 @@ clean:
 
 # A two-node Ray cluster on this machine that outlives make; cluster-down stops exactly that one (never `ray stop`).
 cluster-up: $(STAMP)
-	@$(PY) -m workshop.cluster up
+	@$(PY) -m tools.cluster up
 
 cluster-down:
-	@if [ -x $(PY) ]; then $(PY) -m workshop.cluster down; else echo "No .venv here, so no cluster from make cluster-up."; fi
+	@if [ -x $(PY) ]; then $(PY) -m tools.cluster down; else echo "No .venv here, so no cluster from make cluster-up."; fi

@@ -4,6 +4,7 @@ exactly as the README tells a person to (`python M/side/NAME.py ...` from the re
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workshop import cluster as local_cluster
+from tools import cluster as local_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,12 +34,24 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def run(script: str | Path, *args: str, env: dict[str, str] | None = None, timeout: float = 240):
-    """Run a workshop script from the repository root; return the CompletedProcess (text output)."""
+def run(script: str | Path, *args: str, env: dict[str, str] | None = None, timeout: float = 240,
+        cwd: Path = ROOT):
+    """Run a workshop script from the repository root (or cwd); return the CompletedProcess (text output)."""
     return subprocess.run(
         [sys.executable, str(script), *map(str, args)],
-        cwd=ROOT, env=env or base_env(), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=env or base_env(), capture_output=True, text=True, timeout=timeout,
     )
+
+
+def lift_out(module: str, folder: Path) -> Path:
+    """What a learner copies into their own project: the module's folder and the `workshop` helpers its
+    scripts import, nothing else of this repository. Returns the new project's root."""
+    import shutil
+
+    ignore = shutil.ignore_patterns("__pycache__", "outputs", "*.pyc")
+    shutil.copytree(ROOT / module, folder / module, ignore=ignore)
+    shutil.copytree(ROOT / "workshop", folder / "workshop", ignore=ignore)
+    return folder
 
 
 def load_script(path: str | Path):
@@ -53,3 +66,45 @@ def load_script(path: str | Path):
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+# Every attempt of one task, by task id: [[attempt number, state], ...] (the state API keeps finished jobs' tasks).
+TASK_ATTEMPTS = r"""
+import json, sys
+from ray.util import state
+rows = state.list_tasks(filters=[("task_id", "=", sys.argv[1])], detail=True, raise_on_missing_output=False)
+print(json.dumps(sorted([t.attempt_number, t.state] for t in rows)))
+"""
+
+
+def run_and_kill(script: str, *args: str, kill: list[str], env: dict[str, str], timeout: float = 300,
+                 when_exists: str | Path | None = None):
+    """Run a Ray script and, while it works, SIGKILL one of its processes from outside with
+    `python -m tools.kill_process KIND NAME` (which waits until such a process is running, and with when_exists
+    until a file matching that glob exists). Returns the script's CompletedProcess and what the tool killed."""
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"run_and_kill_{os.getpid()}"
+    extra = ["--when-exists", str(when_exists)] if when_exists else []
+    with open(f"{log}.out", "w+") as out, open(f"{log}.err", "w+") as err:  # files: a pipe could fill and block
+        killer = subprocess.Popen([sys.executable, "-m", "tools.kill_process", *kill, "--wait", "180", *extra],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, str(script), *map(str, args)], cwd=ROOT, env=env, stdout=out,
+                                stderr=err, text=True)
+        try:
+            killed, kill_err = killer.communicate(timeout=240)
+            proc.wait(timeout=timeout)
+        finally:
+            for p in (killer, proc):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        out.seek(0), err.seek(0)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+    assert killer.returncode == 0, f"nothing was killed: {kill_err[-2000:]}\n{done.stderr[-2000:]}"
+    return done, json.loads(last_line(killed))
+
+
+def task_attempts(task_id: str, env: dict[str, str]) -> list[list]:
+    proc = subprocess.run([sys.executable, "-c", TASK_ATTEMPTS, task_id], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(last_line(proc.stdout))

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, base_env, last_line, run
-from workshop import cluster as local_cluster
+from tools import cluster as local_cluster
 
 KUBERAY = ROOT / "ray_core" / "cluster" / "kuberay"
 BOOTSTRAP = "ray_core/{side}/bootstrap_auc.py"
@@ -203,7 +203,7 @@ print(json.dumps([[t.node_id, t.state, t.attempt_number] for t in tasks]))
 
 
 def cluster_cli(*args: str, env: dict[str, str], timeout: float = 180):
-    return subprocess.run([sys.executable, "-m", "workshop.cluster", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "tools.cluster", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -224,7 +224,7 @@ def group_members(pgid: int) -> list[int]:
 @pytest.mark.ray_cluster
 @pytest.mark.timeout(420)
 def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
-    """`make cluster-up` (workshop.cluster up) starts its own cluster: 1 CPU on the head, 3 on the worker node.
+    """`make cluster-up` (tools.cluster up) starts its own cluster: 1 CPU on the head, 3 on the worker node.
     The worker node is killed while bootstrap tasks run on it; Ray re-runs them on the head, and the answer is
     the undisturbed one."""
     env = {**base_env(), "WORKSHOP_CLUSTER_STATE": str(tmp_path / "state" / "cluster.json")}
@@ -287,7 +287,7 @@ def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
 def test_makefile_targets_call_the_cluster_module():
     makefile = (ROOT / "Makefile").read_text()
     assert "cluster-up" in makefile.split(".PHONY:")[1].splitlines()[0]
-    for target, command in (("cluster-up", "-m workshop.cluster up"), ("cluster-down", "-m workshop.cluster down")):
+    for target, command in (("cluster-up", "-m tools.cluster up"), ("cluster-down", "-m tools.cluster down")):
         recipe = makefile.split(f"\n{target}:")[1].split("\n\n")[0]
         assert command in recipe
     recipes = [line for line in makefile.splitlines() if line.startswith("\t")]
@@ -305,7 +305,7 @@ def test_bad_cluster_settings_fail_fast_with_one_clear_line(ray_cluster, tmp_pat
     home = tmp_path / "home"  # no ~/.ray/auth_token to fall back on
     home.mkdir()
     good = ray_cluster.env(base_env())
-    free = local_cluster._free_port()
+    free = local_cluster.free_port()
     dashboard_port = ray_cluster.dashboard_url.rsplit(":", 1)[1]
     bootstrap = [BOOTSTRAP.format(side="ray_version"), "--smoke-test"]
     cases = {

@@ -1,8 +1,9 @@
 """Generic tests for every pair of every module: adding a pair's files and its pairs.toml entry is enough.
 
 For each pair: both scripts answer --help, reject a bad flag with a usage error, and at smoke size the
-baseline (run plainly) and the Ray version (run against the two-node test cluster, with --trace) write
-results that agree under the pair's declared rule, and the Ray side's timeline is a valid trace.
+baseline (run plainly) and the Ray version (copied out of the repository, run against the two-node test
+cluster, with --trace) write results that agree under the pair's declared rule, and the Ray side's timeline is
+a valid trace.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import json
 
 import pytest
 
-from conftest import base_env, last_line, run
-from workshop import tour
+from conftest import base_env, last_line, lift_out, run
+from tools import tour
+from workshop import models
 
 PAIRS = tour.discover()
 SCRIPTS = [pair.script(side).relative_to(tour.ROOT) for pair in PAIRS for side in tour.SIDES]
@@ -49,13 +51,21 @@ def test_bad_flag_is_a_usage_error(script):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
 def test_pair_agrees_at_smoke_size(pair, ray_cluster, tmp_path):
+    """Both sides at smoke size agree. The Ray side runs lifted out of the repository, as a learner copies it
+    into a project: its module folder and workshop/ in a fresh folder (the converted model is shared through
+    WORKSHOP_MODEL_CACHE instead of being converted again), against the two-node cluster."""
     results = {}
+    lifted = lift_out(pair.module, tmp_path / "project")
     for side in tour.SIDES:
         env = ray_cluster.env(base_env()) if side == "ray_version" else base_env()
         out = tmp_path / side
         trace = tmp_path / "trace.json"
         args = [*pair.spec["smoke"], "--output", out, *(["--trace", trace] if side == "ray_version" else [])]
-        proc = run(pair.script(side).relative_to(tour.ROOT), *args, env=env, timeout=540)
+        if side == "ray_version":
+            env["WORKSHOP_MODEL_CACHE"] = str(models.CACHE)
+            proc = run(pair.script(side).relative_to(tour.ROOT), *args, env=env, timeout=540, cwd=lifted)
+        else:
+            proc = run(pair.script(side).relative_to(tour.ROOT), *args, env=env, timeout=540)
         assert proc.returncode == 0, f"{side} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         results[side] = json.loads((out / "result.json").read_text())
         assert results[side]["side"] == side and results[side]["pair"] == pair.name

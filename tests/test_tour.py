@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from workshop import tour
+from tools import tour
 
 
 def test_exact_rule_catches_any_difference():
@@ -102,7 +102,7 @@ def test_tour_reports_every_pair_and_fails_on_errors_and_disagreement(tmp_path):
         "d_agrees_too": ("", "{'x': 1}", "", "{'x': 1}"),
     })
     proc = subprocess.run(
-        [sys.executable, "-m", "workshop.tour", "--root", str(tmp_path)], capture_output=True, text=True, timeout=100
+        [sys.executable, "-m", "tools.tour", "--root", str(tmp_path)], capture_output=True, text=True, timeout=100
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "reports" / "demo.json").read_text())
@@ -119,7 +119,7 @@ def test_tour_reports_every_pair_and_fails_on_errors_and_disagreement(tmp_path):
 def test_tour_all_agree_exits_zero(tmp_path):
     make_fake_repo(tmp_path, {"only": ("", "[1]", "", "[1]")})
     proc = subprocess.run(
-        [sys.executable, "-m", "workshop.tour", "--root", str(tmp_path)], capture_output=True, text=True, timeout=100
+        [sys.executable, "-m", "tools.tour", "--root", str(tmp_path)], capture_output=True, text=True, timeout=100
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "| ray_core | only |" in proc.stdout
@@ -135,7 +135,7 @@ def test_demo_rows_and_the_reason_printed_beside_a_slower_ray_row(tmp_path):
         '[p]\nagree = "exact"\nsmoke = ["--smoke-test"]\nbench = []\nsmoke_note = "start-up: tiny work"\n'
         '[[p.demo_rows]]\nlabel = "bigger"\nargs = ["--big"]\nnote = "never shown: Ray is faster here"\n')
     proc = subprocess.run(
-        [sys.executable, "-m", "workshop.tour", "--root", str(tmp_path)], capture_output=True, text=True, timeout=100
+        [sys.executable, "-m", "tools.tour", "--root", str(tmp_path)], capture_output=True, text=True, timeout=100
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads((tmp_path / "reports" / "demo.json").read_text())["rows"]

@@ -327,6 +327,34 @@ def test_baseline_server_streams_server_sent_events(baseline_server):
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 5
 
 
+@pytest.mark.timeout(120)
+def test_a_stream_whose_generate_fails_ends_with_an_error_event(monkeypatch):
+    """generate() runs in its own thread while the response streams: if it raises, the client gets an error
+    event and the end of the stream (it used to wait forever), and the server answers the next request."""
+    import argparse
+
+    from fastapi.testclient import TestClient
+
+    server = load_script(SERVER.format(side="baseline"))
+    args = argparse.Namespace(max_model_len=256, use_gpu=False, dtype="float32")
+    app = server.build_app(models.resolve_llm(None), args)
+    working = server.Generator.generate
+
+    def fails_once(self, *a, **k):
+        monkeypatch.setattr(server.Generator, "generate", working)
+        raise RuntimeError("out of memory (injected by the test)")
+
+    monkeypatch.setattr(server.Generator, "generate", fails_once)
+    with TestClient(app) as client:
+        response = client.post("/v1/chat/completions", json=chat(max_tokens=4, stream=True), timeout=60)
+        events = [line for line in response.text.splitlines() if line]
+        assert events[-1] == "data: [DONE]"
+        error = json.loads(events[-2][len("data: "):])["error"]
+        assert error["code"] == 500 and "out of memory" in error["message"]
+        again = client.post("/v1/chat/completions", json=chat(max_tokens=4, min_tokens=4, temperature=0))
+        assert again.status_code == 200 and again.json()["usage"]["completion_tokens"] == 4
+
+
 @pytest.mark.timeout(180)
 def test_client_chat_and_load_modes(baseline_server, tmp_path):
     url = baseline_server.base_url

@@ -10,7 +10,8 @@ the taught scripts, this tool finds the process through Ray's state API (the sam
     python -m tools.kill_process trial                   # the process running a Ray Tune trial
     python -m tools.kill_process replica Classifier      # a Serve replica of that deployment
 
-It waits (--wait seconds) until such a process runs, kills one, and prints one JSON line saying what it
+It waits (--wait seconds) until such a process runs (and, with --when-exists, until a file matching a glob
+pattern exists: "kill once the first checkpoint is written"), kills one, and prints one JSON line saying what it
 killed. Run it on the machine where the process runs (SIGKILL is local): on the workshop's one-machine
 clusters, that is this machine. It talks to the cluster named by RAY_ADDRESS (with its token settings), or
 to the Ray started on this machine.
@@ -19,6 +20,7 @@ to the Ray started on this machine.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import signal
@@ -61,9 +63,14 @@ def candidates(kind: str, name: str | None, job_id: str | None = None) -> list[d
     return [{"pid": a.pid, "node_id": a.node_id, "id": a.actor_id, "name": a.class_name} for a in found]
 
 
-def kill_one(kind: str, name: str | None, wait_s: float, job_id: str | None = None) -> dict:
+def kill_one(kind: str, name: str | None, wait_s: float, job_id: str | None = None,
+             when_exists: str | None = None) -> dict:
     """Wait for a matching process, SIGKILL it, return what was killed. Raises TimeoutError if none shows up."""
     deadline = time.monotonic() + wait_s
+    while when_exists and not glob.glob(when_exists):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no file matching {when_exists} appeared within {wait_s:.0f} s")
+        time.sleep(0.05)
     while True:
         found = candidates(kind, name, job_id)
         for target in found:
@@ -74,7 +81,7 @@ def kill_one(kind: str, name: str | None, wait_s: float, job_id: str | None = No
             return {"killed_pid": target["pid"], "kind": kind, **target, "at": time.time()}
         if time.monotonic() > deadline:
             raise TimeoutError(f"no running {kind}{' ' + name if name else ''} found within {wait_s:.0f} s")
-        time.sleep(0.1)
+        time.sleep(0.25)  # each query is a call to the dashboard: a few per second are enough
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="task name, actor class or deployment name (task and actor need one)")
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for such a process")
     parser.add_argument("--job-id", default=None, help="only processes of this Ray job (hex id)")
+    parser.add_argument("--when-exists", default=None, metavar="GLOB",
+                        help="first wait until a file matching this pattern exists (e.g. a checkpoint folder)")
     args = parser.parse_args(argv)
     if args.kind in ("task", "actor") and not args.name:
         parser.error(f"{args.kind} needs a name: the task's function name or the actor's class name")
     try:
-        killed = kill_one(args.kind, args.name, args.wait, args.job_id)
+        killed = kill_one(args.kind, args.name, args.wait, args.job_id, args.when_exists)
     except TimeoutError as exc:
         print(f"error: {exc}; is the job running, and is RAY_ADDRESS its cluster?", file=sys.stderr)
         return 1

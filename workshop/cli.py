@@ -16,7 +16,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
-from workshop.ray_connect import ray_errors  # noqa: F401  (for the Ray scripts: with cli.ray_errors(): ray.init())
 
 RESULT_FILE = "result.json"
 

@@ -1,28 +1,30 @@
 """One clear line instead of a traceback or a 14-minute wait when `ray.init()` cannot start or join a cluster.
 
-The Ray scripts wrap their plain `ray.init()` in `cli.ray_errors()`:
+The Ray scripts call `ray.init()` exactly as Ray's docs write it, with one line before it and one after:
 
-    with cli.ray_errors():
-        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.preflight()      # seconds, not minutes, and one line, if RAY_ADDRESS or its token is wrong
+    ray.init()                   # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.require_resources(1)  # one line if the cluster is too small for the work
+
+Copy a script into your own project without this module and delete those two lines: it still runs.
 
 What Ray 2.60 does on its own, measured on a 2-core machine (ray_core/cluster/README.md has the details):
 - RAY_ADDRESS names a port where no Ray listens: ray.init() retries 20 times x ~41 s, about 14 minutes.
 - a missing token file: AuthenticationError at once; a wrong token, or RAY_AUTH_MODE unset against a
   token cluster: ConnectionError after about 21 s (20 tries, 1 s apart). Both as a traceback wall.
 - a cluster without enough CPUs: tasks, trials and Serve replicas wait for them forever.
-Here: a TCP check of RAY_ADDRESS first (seconds), 5 tries instead of 20, a watchdog while joining, and a CPU
-check after.
+Here: a TCP check of RAY_ADDRESS first (seconds), 5 tries instead of 20, a watchdog while joining, an
+exception hook that turns an exception raised inside ray.init() into one line, and a CPU check after.
 Nothing in this module imports Ray until a Ray script calls it, so the baselines never load Ray.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+import time
 
 # Joining a running cluster takes a few seconds; past this, ray.init() is waiting on something that is not
 # a Ray cluster (a dashboard port, a firewall that drops packets). A slow VPN may need more.
@@ -96,31 +98,55 @@ def _give_up(address: str) -> None:
     os._exit(1)
 
 
-@contextlib.contextmanager
-def ray_errors(min_cpus: float = 1) -> Iterator[None]:
-    """Around `ray.init()`: a bounded, one-line failure if the cluster cannot be reached or joined, and a check
-    that the cluster has at least `min_cpus` CPUs (else tasks, trials or replicas would wait forever)."""
-    address = os.environ.get("RAY_ADDRESS", "").strip()
-    joining = address not in ("", "local")
-    watchdog = None
-    if joining:
-        _check_reachable(address)
-        # ray.init() tries a rejected token 20 times, 1 s apart, before it says so; 5 tries are plenty for a
-        # cluster whose port is known to answer (read by Ray at connect time; the user's own value wins)
-        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "5")
-        watchdog = threading.Timer(CONNECT_TIMEOUT_S, _give_up, args=(address,))
-        watchdog.daemon = True
-        watchdog.start()
-    try:
-        yield
-    except Exception as exc:  # noqa: BLE001  (whatever ray.init() raised: say what to check, in one line)
-        _fail(_explain(exc, address))
-    finally:
-        if watchdog is not None:
-            watchdog.cancel()
+def _watch(address: str) -> None:
+    """Watchdog thread: give up if ray.init() has not connected within CONNECT_TIMEOUT_S."""
     import ray
 
-    cpus = ray.cluster_resources().get("CPU", 0)
-    if cpus < min_cpus:
-        _fail(f"the Ray cluster has {cpus:g} CPUs and this script needs at least {min_cpus:g}, so its work would "
-              f"wait forever; add a worker node (ray start --address=<head>:6379 --num-cpus=N) and check `ray status`")
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if ray.is_initialized():
+            return
+        time.sleep(0.2)
+    _give_up(address)
+
+
+def _raised_in_ray_init(tb) -> bool:
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "init" and code.co_filename.replace("\\", "/").endswith("ray/_private/worker.py"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _excepthook(kind, exc, tb, _default=sys.excepthook) -> None:
+    if issubclass(kind, Exception) and _raised_in_ray_init(tb):  # ray.init() failed: say what to check
+        print(f"error: {_explain(exc, os.environ.get('RAY_ADDRESS', '').strip())}", file=sys.stderr, flush=True)
+        return  # the interpreter exits with status 1, as after any uncaught exception
+    _default(kind, exc, tb)
+
+
+def preflight() -> None:
+    """Before `ray.init()`: fail in seconds if RAY_ADDRESS does not answer, bound the time ray.init() may wait,
+    and make an exception raised inside ray.init() one line (wrong token, dashboard port, ...)."""
+    sys.excepthook = _excepthook
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if address in ("", "local"):
+        return  # a new local Ray: nothing to reach
+    _check_reachable(address)
+    # ray.init() tries a rejected token 20 times, 1 s apart, before it says so; 5 tries are plenty for a
+    # cluster whose port is known to answer (read by Ray at connect time; the user's own value wins)
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "5")
+    threading.Thread(target=_watch, args=(address,), daemon=True).start()
+
+
+def require_resources(amount: float = 1, resource: str = "CPU", why: str = "") -> None:
+    """After `ray.init()`: fail in one line if the cluster has less of a resource than the work needs (its tasks,
+    trials or replicas would wait for it forever)."""
+    import ray
+
+    have = ray.cluster_resources().get(resource, 0)
+    if have < amount:
+        _fail(f"the Ray cluster has {have:g} {resource}s and this script needs at least {amount:g}{why}, so its work "
+              f"would wait forever; ask for less, or add a node (ray start --address=<head>:6379 --num-cpus=N, "
+              f"--num-gpus=N) and check `ray status`")

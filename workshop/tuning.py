@@ -1,39 +1,19 @@
-"""The tuning problem that both sides of ray_tune share: the dataset and the search-space file check.
+"""What both sides of ray_tune share besides the data (workshop/data.py): the search-space file check, and the
+search space written in each library's terms (random draws, Optuna suggestions, Ray Tune sampling functions).
 
-Both are incidental to what the module teaches (how the trials are run), so they live here once.
-Nothing here knows about Ray.
+All of it is incidental to what the module teaches (how the trials are run), so it lives here once.
+Only `to_tune_space` imports Ray, when it is called.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
 HYPERPARAMETERS = ("lr", "width", "weight_decay", "batch_size")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "lograndint", "choice")  # named like ray.tune's functions
-
-
-def make_classification_problem(
-    train_rows: int, val_rows: int, features: int, classes: int, seed: int, label_noise: float = 0.1
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(X_train, y_train, X_val, y_val): float32 features, int64 labels from a random nonlinear "teacher".
-
-    The labels come from a small random tanh network, so a linear model is not enough and the width of the
-    MLP matters; `label_noise` of the labels are then replaced by random classes, which caps the best
-    reachable validation accuracy near 1 - label_noise * (classes - 1) / classes.
-    """
-    rng = np.random.default_rng(seed)
-    hidden = rng.normal(size=(features, 32)) / math.sqrt(features)
-    head = rng.normal(size=(32, classes)) * 2.0
-    X = rng.normal(size=(train_rows + val_rows, features))
-    labels = (np.tanh(X @ hidden) @ head).argmax(axis=1)
-    noisy = rng.random(len(labels)) < label_noise
-    labels[noisy] = rng.integers(0, classes, size=int(noisy.sum()))
-    X, labels = X.astype(np.float32), labels.astype(np.int64)
-    return X[:train_rows], labels[:train_rows], X[train_rows:], labels[train_rows:]
 
 
 def load_search_space(path: Path) -> dict:
@@ -84,3 +64,52 @@ def check_dimension(name: str, spec) -> None:
         raise ValueError(f"search space: {name} is a real number; use uniform or loguniform")
     if name in ("width", "batch_size") and not spec["type"].endswith("randint"):
         raise ValueError(f"search space: {name} is a whole number; use randint, lograndint or choice")
+
+
+# The search space in each library's own terms: the same space, drawn by the hand-written random search, by
+# Optuna and by Ray Tune.
+
+def sample_config(space: dict, rng: np.random.Generator) -> dict:
+    """One random draw from the search space (what tune.loguniform & co. do for the Ray version)."""
+    config = {}
+    for name, spec in space.items():
+        if not isinstance(spec, dict):
+            config[name] = spec
+        elif spec["type"] == "choice":
+            config[name] = spec["values"][rng.integers(len(spec["values"]))]
+        elif spec["type"] == "uniform":
+            config[name] = float(rng.uniform(spec["low"], spec["high"]))
+        elif spec["type"] == "loguniform":
+            config[name] = float(np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]))))
+        elif spec["type"] == "randint":
+            config[name] = int(rng.integers(spec["low"], spec["high"]))
+        else:  # lograndint
+            config[name] = int(np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]))))
+    return config
+
+
+def suggest_config(space: dict, trial) -> dict:
+    """The search space as Optuna suggestions (what OptunaSearch does for Tune; randint bounds: high excluded)."""
+    config = {}
+    for name, spec in space.items():
+        if not isinstance(spec, dict):
+            config[name] = spec
+        elif spec["type"] == "choice":
+            config[name] = trial.suggest_categorical(name, spec["values"])
+        elif spec["type"] in ("uniform", "loguniform"):
+            config[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec["type"] == "loguniform")
+        else:  # randint, lograndint
+            config[name] = trial.suggest_int(name, spec["low"], spec["high"] - 1, log=spec["type"] == "lograndint")
+    return config
+
+
+def to_tune_space(space: dict) -> dict:
+    """The search space as Tune sampling functions; the searcher draws from these."""
+    from ray import tune
+
+    samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint,
+                "lograndint": tune.lograndint}
+    return {name: spec if not isinstance(spec, dict)  # a fixed value stays fixed
+            else tune.choice(spec["values"]) if spec["type"] == "choice"
+            else samplers[spec["type"]](spec["low"], spec["high"])
+            for name, spec in space.items()}

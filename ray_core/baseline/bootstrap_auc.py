@@ -5,7 +5,8 @@ compute the AUC of each resample, and read the interval off the spread. Every re
 evaluation set and takes a fraction of a second of CPU: embarrassingly parallel work that shares one
 large input.
 
-Twin: ray_core/ray_version/bootstrap_auc.py (diff the two files to see the Ray changes).
+Twin: ray_core/ray_version/bootstrap_auc.py (diff the two files to see the Ray changes; the numbered
+comments [1]..[6] are explained in ray_core/README.md).
 """
 
 from __future__ import annotations
@@ -49,35 +50,26 @@ def _init_worker(scores: np.ndarray, labels: np.ndarray) -> None:
     _shared["scores"], _shared["labels"] = scores, labels
 
 
-def _replicate_in_worker(args: tuple[int, int, int]) -> tuple[int, float]:
+def bootstrap_task(args: tuple[int, int, int]) -> tuple[int, float]:
+    """One replicate in a Pool worker, on the evaluation set the initializer left there."""
     seed, replicate, sample_size = args
     return replicate, bootstrap_replicate(_shared["scores"], _shared["labels"], seed, replicate, sample_size)
 
 
-def _replicate_pickled(args: tuple[np.ndarray, np.ndarray, int, int, int]) -> tuple[int, float]:
-    scores, labels, seed, replicate, sample_size = args
-    return replicate, bootstrap_replicate(scores, labels, seed, replicate, sample_size)
-
-
-def run_bootstrap(scores, labels, seed, replicates, sample_size, mode, share):
+def run_bootstrap(scores, labels, seed, replicates, sample_size, sequential=False):
     """All replicate AUCs, in replicate order."""
     aucs = [0.0] * replicates
-    if mode == "sequential":
+    if sequential:
         for replicate in tqdm(range(replicates), desc="replicates", unit="rep"):
             aucs[replicate] = bootstrap_replicate(scores, labels, seed, replicate, sample_size)
         return aucs
-    if share == "initializer":
-        pool = mp.Pool(initializer=_init_worker, initargs=(scores, labels))  # one worker process per core
-        work, tasks = _replicate_in_worker, [(seed, r, sample_size) for r in range(replicates)]
-        chunksize = max(1, replicates // (4 * (os.cpu_count() or 1)))  # the same batching Pool.map does
-    else:  # what passing the array as a task argument costs: it is pickled and piped into every task
-        pool = mp.Pool()
-        work, tasks = _replicate_pickled, [(scores, labels, seed, r, sample_size) for r in range(replicates)]
-        chunksize = 1
-    with pool:
-        results = pool.imap_unordered(work, tasks, chunksize=chunksize)
-        for replicate, auc in tqdm(results, total=replicates, desc="replicates", unit="rep"):
+    tasks = [(seed, replicate, sample_size) for replicate in range(replicates)]
+    chunksize = max(1, replicates // (4 * (os.cpu_count() or 1)))  # the same batching Pool.map does
+    pool = mp.Pool(initializer=_init_worker, initargs=(scores, labels))  # one worker process per core
+    with pool, tqdm(total=replicates, desc="replicates", unit="rep") as progress:
+        for replicate, auc in pool.imap_unordered(bootstrap_task, tasks, chunksize=chunksize):
             aucs[replicate] = auc
+            progress.update()
     return aucs
 
 
@@ -88,13 +80,7 @@ def main() -> None:
     parser.add_argument(
         "--sample-size", type=cli.positive_int, default=None, help="rows per resample (default: --rows)"
     )
-    parser.add_argument("--mode", choices=["pool", "sequential"], default="pool", help="how to run the replicates")
-    parser.add_argument(
-        "--share",
-        choices=["initializer", "per-task"],
-        default="initializer",
-        help="pool mode: hand the evaluation set to each worker once, or pickle it into every task",
-    )
+    parser.add_argument("--sequential", action="store_true", help="one replicate after another, no Pool")
     args = parser.parse_args()
     if args.smoke_test:
         args.rows, args.replicates = 20_000, 16
@@ -103,19 +89,19 @@ def main() -> None:
 
     scores, labels = data.make_scored_eval_set(args.rows, args.seed)
     print(f"Evaluation set: {args.rows:,} rows ({(scores.nbytes + labels.nbytes) / 1e6:.0f} MB), "
-          f"{args.replicates} replicates of {sample_size:,} rows, mode={args.mode}")
+          f"{args.replicates} replicates of {sample_size:,} rows")
 
     with cli.Timer() as timer:
-        aucs = run_bootstrap(scores, labels, args.seed, args.replicates, sample_size, args.mode, args.share)
+        aucs = run_bootstrap(scores, labels, args.seed, args.replicates, sample_size, args.sequential)
     point = roc_auc(scores, labels)
     low, high = np.percentile(aucs, [2.5, 97.5])
 
     print(f"AUC {point:.4f}, 95% bootstrap interval [{low:.4f}, {high:.4f}] from {len(aucs)} replicates")
-    print(f"Work time: {timer.seconds:.2f} s ({args.mode})")
+    print(f"Work time: {timer.seconds:.2f} s")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer={"auc": point, "ci_low": float(low), "ci_high": float(high), "replicate_aucs": aucs},
-        mode=args.mode, share=args.share, rows=args.rows, replicates=args.replicates, sample_size=sample_size,
+        sequential=args.sequential, rows=args.rows, replicates=args.replicates, sample_size=sample_size,
     )
     print(f"Result: {path}")
 

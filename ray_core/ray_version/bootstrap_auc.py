@@ -6,19 +6,18 @@ evaluation set and takes a fraction of a second of CPU: embarrassingly parallel 
 large input.
 
 Twin: ray_core/baseline/bootstrap_auc.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[5] are explained in ray_core/README.md).
+comments [1]..[6] are explained in ray_core/README.md).
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 import ray
 from tqdm import tqdm
 
-from workshop import cli, data
+from workshop import cli, data, ray_connect
 
 MODULE, PAIR, SIDE = "ray_core", "bootstrap_auc", "ray_version"
 
@@ -42,36 +41,25 @@ def bootstrap_replicate(scores: np.ndarray, labels: np.ndarray, seed: int, repli
     return roc_auc(scores[idx], labels[idx])
 
 
-@ray.remote(max_retries=3)  # [2] a task whose worker process dies is run again, up to 3 times
-def bootstrap_task(scores, labels, seed, replicate, sample_size, crash_marker=None):
+@ray.remote(max_retries=3)  # [1] a task whose worker process dies is run again (3 is Ray's default; 0 turns it off)
+def bootstrap_task(scores, labels, seed, replicate, sample_size):
     """One replicate as a Ray task. `scores` and `labels` arrive as zero-copy views of the object store."""
-    if crash_marker is not None and not os.path.exists(crash_marker):  # --inject-failure, first attempt only
-        open(crash_marker, "w").close()
-        os._exit(1)  # the worker process dies: no exception, no cleanup, as in an out-of-memory kill
-    node = ray.get_runtime_context().get_node_id()
-    return replicate, bootstrap_replicate(scores, labels, seed, replicate, sample_size), node
+    return replicate, bootstrap_replicate(scores, labels, seed, replicate, sample_size)
 
 
-def run_bootstrap(scores, labels, seed, replicates, sample_size, crash_marker=None):
-    """All replicate AUCs, in replicate order, and the set of nodes that computed them."""
+def run_bootstrap(scores, labels, seed, replicates, sample_size):
+    """All replicate AUCs, in replicate order."""
     aucs = [0.0] * replicates
-    scores_ref, labels_ref = ray.put(scores), ray.put(labels)  # [3] into the object store once, not once per task
-    pending = [
-        bootstrap_task.remote(  # [4] .remote() returns at once with an ObjectRef; the task runs in a worker
-            scores_ref, labels_ref, seed, replicate, sample_size,
-            str(crash_marker) if crash_marker and replicate == replicates // 2 else None,
-        )
-        for replicate in range(replicates)
-    ]
-    nodes = set()
+    scores_ref, labels_ref = ray.put(scores), ray.put(labels)  # [2] into the object store once, not once per task
+    # [3] .remote() returns an ObjectRef at once; the task runs in a worker process when a CPU is free
+    pending = [bootstrap_task.remote(scores_ref, labels_ref, seed, r, sample_size) for r in range(replicates)]
     with tqdm(total=replicates, desc="replicates", unit="rep") as progress:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)  # [5] handle results in the order they finish
-            replicate, auc, node = ray.get(done[0])
+            done, pending = ray.wait(pending, num_returns=1)  # [4] handle results in the order they finish
+            replicate, auc = ray.get(done[0])
             aucs[replicate] = auc
-            nodes.add(node)
             progress.update()
-    return aucs, nodes
+    return aucs
 
 
 def main() -> None:
@@ -81,9 +69,6 @@ def main() -> None:
     parser.add_argument(
         "--sample-size", type=cli.positive_int, default=None, help="rows per resample (default: --rows)"
     )
-    parser.add_argument(
-        "--inject-failure", action="store_true", help="kill the worker process of one task mid-run (Ray retries it)"
-    )
     args = parser.parse_args()
     if args.smoke_test:
         args.rows, args.replicates = 20_000, 16
@@ -91,34 +76,28 @@ def main() -> None:
     output = cli.prepare_output(args.output)
 
     started = time.perf_counter()
-    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
-        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init()  # [5] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.require_resources(1)
     startup = time.perf_counter() - started
-    crash_marker = output.resolve() / "injected_failure.marker" if args.inject_failure else None
-    if crash_marker:
-        crash_marker.unlink(missing_ok=True)
 
     scores, labels = data.make_scored_eval_set(args.rows, args.seed)
     print(f"Evaluation set: {args.rows:,} rows ({(scores.nbytes + labels.nbytes) / 1e6:.0f} MB), "
-          f"{args.replicates} replicates of {sample_size:,} rows, {ray.cluster_resources().get('CPU', 0):.0f} Ray CPUs")
+          f"{args.replicates} replicates of {sample_size:,} rows")
 
     with cli.Timer() as timer:
-        aucs, nodes = run_bootstrap(scores, labels, args.seed, args.replicates, sample_size, crash_marker)
+        aucs = run_bootstrap(scores, labels, args.seed, args.replicates, sample_size)
     if args.trace:  # [6] every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
     point = roc_auc(scores, labels)
     low, high = np.percentile(aucs, [2.5, 97.5])
 
     print(f"AUC {point:.4f}, 95% bootstrap interval [{low:.4f}, {high:.4f}] from {len(aucs)} replicates")
-    print(f"Work time: {timer.seconds:.2f} s on {len(nodes)} node(s) (Ray start-up {startup:.1f} s, not included)")
-    injected = bool(crash_marker) and crash_marker.exists()
-    if injected:
-        print("Injected failure: one worker process was killed; Ray re-ran its task and the answer is complete.")
+    print(f"Work time: {timer.seconds:.2f} s (Ray start-up {startup:.1f} s, not included)")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer={"auc": point, "ci_low": float(low), "ci_high": float(high), "replicate_aucs": aucs},
-        rows=args.rows, replicates=args.replicates, sample_size=sample_size,
-        startup_seconds=startup, nodes=len(nodes), injected_failure=injected,
+        rows=args.rows, replicates=args.replicates, sample_size=sample_size, startup_seconds=startup,
     )
     print(f"Result: {path}")
 

@@ -6,19 +6,18 @@ weights and applies the averaged gradients. Both are long-lived objects with sta
 processes: Ray actors, which Ray places on any node of the cluster and restarts when their process dies.
 
 Twin: ray_core/baseline/parameter_server.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[5] are explained in ray_core/README.md).
+comments [1]..[6] are explained in ray_core/README.md).
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 import ray
 from tqdm import tqdm
 
-from workshop import cli, data
+from workshop import cli, data, ray_connect
 
 MODULE, PAIR, SIDE = "ray_core", "parameter_server", "ray_version"
 
@@ -67,38 +66,20 @@ class DataWorker:
         return logistic_gradient(weights, self.X[batch], self.y[batch])
 
 
-# [2] The same classes become actors. A restarted actor runs __init__ again (rebuilding its shard from the
+# [1] The same classes become actors. A restarted actor runs __init__ again (rebuilding its shard from the
 # seed) and the call that was in flight when its process died is sent again, to the new process.
 RemoteParameterServer = ray.remote(ParameterServer)
+RemoteDataWorker = ray.remote(max_restarts=2, max_task_retries=2)(DataWorker)
 
 
-@ray.remote(max_restarts=2, max_task_retries=2)
-class RemoteDataWorker(DataWorker):
-    def __init__(self, *args, crash_marker: str | None = None, crash_at_step: int = -1):
-        super().__init__(*args)
-        self.crash_marker, self.crash_at_step = crash_marker, crash_at_step
-
-    def compute_gradient(self, weights: np.ndarray, step: int) -> np.ndarray:
-        if self.crash_marker and step == self.crash_at_step and not os.path.exists(self.crash_marker):
-            open(self.crash_marker, "w").close()  # --inject-failure, first life only
-            os._exit(1)  # the actor's process dies: no exception, no cleanup, as in an out-of-memory kill
-        return super().compute_gradient(weights, step)
-
-
-def train(num_workers, rows_per_worker, dim, batch_size, steps, learning_rate, seed, crash_marker=None):
+def train(num_workers, rows_per_worker, dim, batch_size, steps, learning_rate, seed):
     """Run synchronous SGD; return the final weights."""
-    server = RemoteParameterServer.remote(dim, learning_rate)  # [3] each actor gets a process of its own
-    workers = [
-        RemoteDataWorker.remote(
-            shard, rows_per_worker, dim, batch_size, seed,
-            crash_marker=str(crash_marker) if crash_marker and shard == 0 else None, crash_at_step=steps // 2,
-        )
-        for shard in range(num_workers)
-    ]
+    server = RemoteParameterServer.remote(dim, learning_rate)  # [2] each actor gets a process of its own
+    workers = [RemoteDataWorker.remote(shard, rows_per_worker, dim, batch_size, seed) for shard in range(num_workers)]
     for step in tqdm(range(steps), desc="steps", unit="step"):
-        weights = server.get_weights.remote()  # [4] an ObjectRef: the weights go to the workers, not the driver
+        weights = server.get_weights.remote()  # [3] an ObjectRef: the weights go to the workers, not the driver
         gradients = [worker.compute_gradient.remote(weights, step) for worker in workers]  # all in parallel
-        ray.get(server.apply_gradients.remote(*gradients))  # [5] Ray resolves the refs; wait for the step
+        ray.get(server.apply_gradients.remote(*gradients))  # [4] Ray resolves the refs; wait for the step
     return ray.get(server.get_weights.remote())
 
 
@@ -110,9 +91,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=cli.positive_int, default=4096, help="minibatch rows per worker and step")
     parser.add_argument("--steps", type=cli.positive_int, default=200, help="synchronous SGD steps")
     parser.add_argument("--learning-rate", type=float, default=0.5, help="SGD learning rate")
-    parser.add_argument(
-        "--inject-failure", action="store_true", help="kill one data worker's process mid-run (Ray restarts it)"
-    )
     args = parser.parse_args()
     if args.smoke_test:
         args.rows_per_worker, args.dim, args.batch_size, args.steps = 5_000, 16, 256, 30
@@ -121,19 +99,16 @@ def main() -> None:
     output = cli.prepare_output(args.output)
 
     started = time.perf_counter()
-    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
-        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init()  # [5] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.require_resources(1)
     startup = time.perf_counter() - started
-    crash_marker = output.resolve() / "injected_failure.marker" if args.inject_failure else None
-    if crash_marker:
-        crash_marker.unlink(missing_ok=True)
 
     print(f"Training: {args.workers} workers x {args.rows_per_worker:,} rows, {args.dim} features, "
           f"{args.steps} steps of {args.batch_size} rows per worker")
     with cli.Timer() as timer:
         weights = train(
-            args.workers, args.rows_per_worker, args.dim, args.batch_size, args.steps, args.learning_rate, args.seed,
-            crash_marker,
+            args.workers, args.rows_per_worker, args.dim, args.batch_size, args.steps, args.learning_rate, args.seed
         )
     if args.trace:  # [6] every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
@@ -142,14 +117,10 @@ def main() -> None:
 
     print(f"Held-out accuracy {metrics['accuracy']:.4f}, log-loss {metrics['log_loss']:.4f}")
     print(f"Work time: {timer.seconds:.2f} s (Ray start-up {startup:.1f} s, not included)")
-    injected = bool(crash_marker) and crash_marker.exists()
-    if injected:
-        print(f"Injected failure: data worker 0 was killed at step {args.steps // 2}; Ray restarted the actor, "
-              "which rebuilt its shard from the seed, and re-sent the step.")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer={**metrics, "weights": weights.tolist()},
-        workers=args.workers, steps=args.steps, startup_seconds=startup, injected_failure=injected,
+        workers=args.workers, steps=args.steps, startup_seconds=startup,
     )
     print(f"Result: {path}")
 

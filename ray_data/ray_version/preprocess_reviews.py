@@ -25,7 +25,7 @@ import ray
 from ray.data.expressions import col
 from tqdm import tqdm
 
-from workshop import cli, models, reviews
+from workshop import cli, models, ray_connect, reviews
 
 MODULE, PAIR, SIDE = "ray_data", "preprocess_reviews", "ray_version"
 REASONS = ("missing_text", "missing_rating", "rating_out_of_range", "too_short")  # checked in this order
@@ -230,8 +230,9 @@ def main() -> None:
     shards = find_shards(args.input)
 
     started = time.perf_counter()
-    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
-        ray.init()  # [8] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init()  # [8] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.require_resources(1)
     startup = time.perf_counter() - started
     cpus = int(ray.cluster_resources().get("CPU", 1))
     workers = args.workers or max(1, cpus // 2)

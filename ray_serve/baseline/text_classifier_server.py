@@ -134,7 +134,7 @@ def run_self_test(url: str, requests: int, concurrency: int, seed: int) -> dict:
                    "--concurrency", str(concurrency), "--seed", str(seed), "--json", str(report_path)]
         proc = subprocess.run(command, text=True)
         if proc.returncode != 0 or not report_path.exists():
-            raise RuntimeError(f"load test failed (exit {proc.returncode})")
+            cli.fail(f"the self-test's load test failed (exit {proc.returncode}); its output is above")
         return json.loads(report_path.read_text())
 
 

@@ -33,7 +33,7 @@ from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle
 
-from workshop import cli, serve_client, text_model
+from workshop import cli, ray_connect, serve_client, text_model
 from workshop.text_model import InfoResponse, PredictRequest, PredictResponse
 
 MODULE, PAIR, SIDE = "ray_serve", "text_classifier_server", "ray_version"
@@ -137,7 +137,7 @@ def run_self_test(url: str, requests: int, concurrency: int, seed: int) -> dict:
                    "--concurrency", str(concurrency), "--seed", str(seed), "--json", str(report_path)]
         proc = subprocess.run(command, text=True)
         if proc.returncode != 0 or not report_path.exists():
-            raise RuntimeError(f"load test failed (exit {proc.returncode})")
+            cli.fail(f"the self-test's load test failed (exit {proc.returncode}); its output is above")
         return json.loads(report_path.read_text())
 
 
@@ -160,8 +160,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
 
     started = time.perf_counter()
-    with cli.ray_errors(min_cpus=1.5):  # one clear line if unreachable, or too small for 3 x 0.5-CPU replicas
-        ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray_connect.require_resources(1.5, "CPU", " (3 replicas x 0.5 CPU)")
     try:
         start_server(port, args.default_model)
         if not self_test:

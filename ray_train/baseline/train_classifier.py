@@ -1,11 +1,11 @@
 """Train an MLP classifier in one process with plain PyTorch: held-out validation, a checkpoint per epoch, --resume.
 
-The data is a generated multi-class tabular problem (workshop/classification_data.py). Every epoch trains on
+The data is a generated multi-class tabular problem (workshop/data.py). Every epoch trains on
 shuffled mini-batches, measures loss and accuracy on the held-out split, and writes a checkpoint folder;
 `--resume FOLDER` continues from such a folder.
 
 Twin: ray_train/ray_version/train_classifier.py (diff the two files to see the Ray Train changes; the numbered
-comments [1]..[8] are explained in ray_train/README.md).
+comments [1]..[9] are explained in ray_train/README.md).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from workshop import cli
-from workshop.classification_data import make_classification_split
+from workshop import cli, data
 
 MODULE, PAIR, SIDE = "ray_train", "train_classifier", "baseline"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -71,7 +70,7 @@ def save_checkpoint(folder: Path, model: nn.Module, optimizer, epoch: int, histo
 
 
 def load_checkpoint(folder: Path) -> dict:
-    return torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=False)
+    return torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)  # tensors and plain values only
 
 
 def check_checkpoint_folder(folder: Path) -> Path:
@@ -90,7 +89,7 @@ def check_checkpoint_folder(folder: Path) -> Path:
 def train_loop(config: dict) -> dict:
     """Train for config["epochs"] epochs, validating and checkpointing after each; returns the final metrics."""
     torch.manual_seed(config["seed"])
-    X_train, y_train, X_val, y_val = make_classification_split(
+    X_train, y_train, X_val, y_val = data.make_classification_split(
         config["rows"], config["features"], config["classes"], config["seed"])
     train_set = TensorDataset(torch.from_numpy(X_train), torch.from_numpy(y_train))
     shuffle = torch.Generator()

@@ -32,7 +32,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSe
                           set_seed)
 from transformers.utils import logging as hf_logging
 
-from workshop import cli, lora_data, models
+from workshop import cli, lora_data, models, ray_connect
 
 MODULE, PAIR, SIDE = "ray_train", "finetune_lora", "ray_version"
 
@@ -110,12 +110,12 @@ def train_func(config: dict) -> None:
     train_set = tokenize_examples(tokenizer, config["train_examples"])  # Trainer shards it over the workers
     training_args = TrainingArguments(
         output_dir=config["checkpoint_dir"],  # local scratch; RayTrainReportCallback copies checkpoints to storage
-        per_device_train_batch_size=config["batch_size"] // world,  # [2] the same global batch as one process
+        per_device_train_batch_size=config["batch_size"] // world,  # [1] the same global batch as one process
         num_train_epochs=config["epochs"],
         learning_rate=config["lr"],
         warmup_steps=config["warmup_steps"],
         logging_steps=config["logging_steps"],
-        save_strategy="epoch",  # [9] each save is reported to Ray Train with its metrics
+        save_strategy="epoch",  # [2] each save is reported to Ray Train with its metrics
         save_total_limit=2,
         report_to="none",
         seed=config["seed"],
@@ -126,27 +126,15 @@ def train_func(config: dict) -> None:
     trainer = Trainer(
         model=model, args=training_args, train_dataset=train_set, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-        callbacks=[RayTrainReportCallback()],  # [9] on every save: ray.train.report(metrics, checkpoint)
+        callbacks=[RayTrainReportCallback()],  # [2] on every save: ray.train.report(metrics, checkpoint)
     )
-    trainer = prepare_trainer(trainer)  # [10] lets Trainer also read Ray Data shards (get_dataset_shard)
+    trainer = prepare_trainer(trainer)  # [3] lets Trainer also read Ray Data shards (get_dataset_shard)
     checkpoint = ray.train.get_checkpoint()  # [4] set when Ray Train restarted the workers after a failure
     if checkpoint is None:
         trainer.train()
     else:
         with checkpoint.as_directory() as folder:
             trainer.train(resume_from_checkpoint=str(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME))
-
-
-def check_cluster_fits(workers: int, use_gpu: bool) -> None:
-    """Fail in one line if the cluster can never place the workers (Ray would otherwise wait for them forever)."""
-    resources = ray.cluster_resources()
-    kind = "GPU" if use_gpu else "CPU"
-    have = int(resources.get(kind, 0))
-    if use_gpu and have == 0:
-        cli.fail("--use-gpu: this Ray cluster has no GPUs; drop --use-gpu to train on CPUs")
-    if workers > have:
-        cli.fail(f"--workers {workers}: the Ray cluster has only {have} {kind}s and each worker needs 1; "
-                 f"pass --workers {max(have, 1)} or fewer, or add nodes")
 
 
 def main() -> None:
@@ -172,14 +160,14 @@ def main() -> None:
     model_name = models.resolve_llm(args.model)  # a folder comes back absolute: every worker loads it
     hf_logging.set_verbosity_error()  # keep the weight-loading reports and bars out of the workshop output
     hf_logging.disable_progress_bar()
-    storage = output.resolve() / "ray_results"  # [8] persistent storage: absolute; on a cluster, a shared path
+    storage = output.resolve() / "ray_results"  # [5] persistent storage: absolute; on a cluster, a shared path
     shutil.rmtree(storage / PAIR, ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
 
     started = time.perf_counter()
-    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
-        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init()  # [6] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.require_resources(args.workers, "GPU" if args.use_gpu else "CPU", f" (--workers {args.workers})")
     startup = time.perf_counter() - started
-    check_cluster_fits(args.workers, args.use_gpu)
 
     train_examples = lora_data.make_examples(args.examples, args.seed)
     val_examples = lora_data.make_examples(args.held_out, args.seed, held_out=True)
@@ -200,7 +188,7 @@ def main() -> None:
     }
     print(f"Fine-tuning a LoRA adapter (rank {args.lora_rank}) on {args.examples} examples, {args.epochs} epoch(s), "
           f"batch {args.batch_size}, with {args.workers} Ray Train workers")
-    trainer = ray.train.torch.TorchTrainer(  # [8] the same Trainer in N workers, with storage and fault tolerance
+    trainer = ray.train.torch.TorchTrainer(  # [5] the same Trainer in N workers, with storage and fault tolerance
         train_func,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=args.workers, use_gpu=args.use_gpu),
@@ -218,12 +206,12 @@ def main() -> None:
             result = trainer.fit()
         except ray.train.TrainingFailedError as exc:
             cli.fail(f"training failed after {args.max_failures} restart(s): {str(exc).splitlines()[-1][:300]}")
-    if args.trace:  # [12] every task and actor call of this job, as a timeline for Perfetto
+    if args.trace:  # [7] every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
 
     adapter_dir = output.resolve() / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
-    with result.checkpoint.as_directory() as folder:  # [11] the last checkpoint, fetched from the run's storage
+    with result.checkpoint.as_directory() as folder:  # [8] the last checkpoint, fetched from the run's storage
         hf_checkpoint = Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME
         shutil.copytree(hf_checkpoint, adapter_dir, ignore=shutil.ignore_patterns("optimizer.pt", "rng_state*",
                                                                                   "scheduler.pt", "training_args.bin"))

@@ -1,18 +1,17 @@
 """Train an MLP classifier with Ray Train: N workers, held-out validation, a checkpoint per epoch, --resume, recovery.
 
-The data is a generated multi-class tabular problem (workshop/classification_data.py). Every epoch trains on
+The data is a generated multi-class tabular problem (workshop/data.py). Every epoch trains on
 shuffled mini-batches, measures loss and accuracy on the held-out split, and writes a checkpoint folder;
 `--resume FOLDER` continues from such a folder. Ray Train runs the same loop in N worker processes (data
 parallel: each worker trains on its shard, gradients are averaged every step), keeps the checkpoints in
 persistent storage, and restarts the workers from the latest checkpoint when one of them dies.
 
 Twin: ray_train/baseline/train_classifier.py (diff the two files to see the Ray Train changes; the numbered
-comments [1]..[8] are explained in ray_train/README.md).
+comments [1]..[9] are explained in ray_train/README.md).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -26,12 +25,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from workshop import cli
-from workshop.classification_data import make_classification_split
+from workshop import cli, data, ray_connect
 
 MODULE, PAIR, SIDE = "ray_train", "train_classifier", "ray_version"
 CHECKPOINT_FILE = "checkpoint.pt"
-CRASH_MARKER = "injected_failure.marker"
 
 
 def build_model(features: int, hidden: int, classes: int) -> nn.Module:
@@ -43,16 +40,12 @@ def build_model(features: int, hidden: int, classes: int) -> nn.Module:
     )
 
 
-def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, crash_marker: Path | None = None) -> float:
+def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer) -> float:
     """One pass over the training batches; returns the mean training loss of the epoch."""
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     total, count = 0.0, 0
-    for step, (X, y) in enumerate(loader):
-        if crash_marker is not None and step == len(loader) // 2 and not crash_marker.exists():
-            crash_marker.write_text(str(time.time()))  # --inject-failure: once per run, halfway through an epoch
-            print(f"Injected failure: killing worker process {os.getpid()} in the middle of an epoch", flush=True)
-            os._exit(1)  # the process dies at once: no exception, no cleanup, as in an out-of-memory kill
+    for X, y in loader:
         optimizer.zero_grad()
         loss = loss_fn(model(X), y)
         loss.backward()  # DDP averages the gradients of all workers during backward()
@@ -86,7 +79,7 @@ def save_checkpoint(folder: Path, model: nn.Module, optimizer, epoch: int, histo
 
 
 def load_checkpoint(folder: Path) -> dict:
-    return torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=False)
+    return torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)  # tensors and plain values only
 
 
 def check_checkpoint_folder(folder: Path) -> Path:
@@ -107,19 +100,19 @@ def train_loop(config: dict) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(config["seed"])  # same seed everywhere: every worker starts from the same weights
-    X_train, y_train, X_val, y_val = make_classification_split(
+    X_train, y_train, X_val, y_val = data.make_classification_split(
         config["rows"], config["features"], config["classes"], config["seed"])
     train_set = TensorDataset(torch.from_numpy(X_train), torch.from_numpy(y_train))
-    # [2] each worker takes batch_size / N examples per step, so one step still sees batch_size examples
+    # [1] each worker takes batch_size / N examples per step, so one step still sees batch_size examples
     train_loader = DataLoader(train_set, batch_size=config["batch_size"] // world, shuffle=True)
-    train_loader = ray.train.torch.prepare_data_loader(train_loader)  # [2] a DistributedSampler shards the data
-    # [6] each worker validates its own slice of the held-out split; the sums are added up below
+    train_loader = ray.train.torch.prepare_data_loader(train_loader)  # [1] a DistributedSampler shards the data
+    # [2] each worker validates its own slice of the held-out split; the sums are added up below
     val_loader = DataLoader(TensorDataset(torch.from_numpy(X_val[rank::world]), torch.from_numpy(y_val[rank::world])),
                             batch_size=1024)
     val_loader = ray.train.torch.prepare_data_loader(val_loader, add_dist_sampler=False)
 
     model = build_model(config["features"], config["hidden"], config["classes"])
-    checkpoint = ray.train.get_checkpoint()  # [4] set when Ray Train restarted the workers after a failure
+    checkpoint = ray.train.get_checkpoint()  # [3] set when Ray Train restarted the workers after a failure
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:  # a local copy, wherever the storage is
             state = load_checkpoint(folder)
@@ -127,43 +120,38 @@ def train_loop(config: dict) -> None:
         state = load_checkpoint(config["resume_from"]) if config["resume_from"] else None
     if state is not None:
         model.load_state_dict(state["model"])
-    model = ray.train.torch.prepare_model(model)  # [3] DistributedDataParallel: gradients averaged every step
+    model = ray.train.torch.prepare_model(model)  # [4] DistributedDataParallel: gradients averaged every step
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
 
-    start_epoch, history, recovery = 0, [], {}
+    start_epoch, history = 0, []
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], state["history"]
-        crash_marker = Path(config["storage"]) / CRASH_MARKER
-        if checkpoint is not None and crash_marker.exists():  # --inject-failure: time from the kill to here
-            recovery = {"resumed_from_epoch": start_epoch,
-                        "recovery_seconds": time.time() - float(crash_marker.read_text())}
         if rank == 0:
             source = "the latest checkpoint after a worker failure" if checkpoint else config["resume_from"]
             print(f"Resumed from {source}: continuing after epoch {start_epoch}", flush=True)
 
     for epoch in range(start_epoch, config["epochs"]):
         started = time.perf_counter()
-        if world > 1:
-            train_loader.sampler.set_epoch(epoch)  # [5] a new shuffle each epoch, the same on every worker
-        crash = config["inject_failure"] and rank == world - 1 and epoch == config["epochs"] // 2
-        crash_marker = Path(config["storage"]) / CRASH_MARKER if crash else None
-        train_loss = train_epoch(model, train_loader, optimizer, crash_marker)
+        if world > 1:  # [5] the order of an epoch depends only on (seed, epoch), the same on every worker
+            train_loader.sampler.set_epoch(config["seed"] * 1000 + epoch)
+        train_loss = train_epoch(model, train_loader, optimizer)
         train_seconds = time.perf_counter() - started
         sums = torch.cat([evaluate(model, val_loader), torch.tensor([train_loss], dtype=torch.float64)])
-        dist.all_reduce(sums)  # [6] add up all workers' held-out sums (and training losses): whole-split metrics
+        sums = sums.to(ray.train.torch.get_device())  # [2] the collective runs on the worker's device (NCCL: GPU)
+        dist.all_reduce(sums)  # [2] add up all workers' held-out sums (and training losses): whole-split metrics
         val_loss_sum, correct, count, train_loss_sum = sums.tolist()
         train_loss = train_loss_sum / world  # the shards are equally long: the mean of the workers' means
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss_sum / count,
                    "val_accuracy": correct / count, "train_seconds": train_seconds}
-        # [7] report metrics and the checkpoint from every worker; only rank 0 writes the (identical) model
+        # [6] report metrics and the checkpoint from every worker; only rank 0 writes the (identical) model
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
                 save_checkpoint(Path(tmp), model, optimizer, epoch + 1,
                                 history + [{**metrics, "epoch_seconds": time.perf_counter() - started}])
             metrics["epoch_seconds"] = time.perf_counter() - started
             history.append(metrics)
-            ray.train.report({**summarize(history), **recovery},
+            ray.train.report(summarize(history),
                              checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
         if rank == 0:
             print(f"epoch {epoch + 1}/{config['epochs']}  train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}"
@@ -182,18 +170,6 @@ def summarize(history: list[dict]) -> dict:
     }
 
 
-def check_cluster_fits(workers: int, use_gpu: bool) -> None:
-    """Fail in one line if the cluster can never place the workers (Ray would otherwise wait for them forever)."""
-    resources = ray.cluster_resources()
-    kind = "GPU" if use_gpu else "CPU"
-    have = int(resources.get(kind, 0))
-    if use_gpu and have == 0:
-        cli.fail("--use-gpu: this Ray cluster has no GPUs; drop --use-gpu to train on CPUs")
-    if workers > have:
-        cli.fail(f"--workers {workers}: the Ray cluster has only {have} {kind}s and each worker needs 1; "
-                 f"pass --workers {max(have, 1)} or fewer, or add nodes")
-
-
 def main() -> None:
     parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
     parser.add_argument("--rows", type=cli.positive_int, default=200_000, help="examples (20%% held out)")
@@ -209,8 +185,6 @@ def main() -> None:
     parser.add_argument("--workers", type=cli.positive_int, default=2, help="Ray Train workers (1 CPU or GPU each)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker (NCCL instead of gloo)")
     parser.add_argument("--max-failures", type=int, default=2, help="worker-group restarts Ray Train may make")
-    parser.add_argument("--inject-failure", action="store_true",
-                        help="kill one training worker process halfway through the run (Ray Train recovers)")
     args = parser.parse_args()
     if args.smoke_test:
         args.rows, args.epochs, args.hidden = 16_000, 6, 64
@@ -218,29 +192,26 @@ def main() -> None:
         parser.error("--classes must be at least 2")
     if args.batch_size % args.workers:
         parser.error(f"--batch-size {args.batch_size} must be divisible by --workers {args.workers}")
-    if args.inject_failure and args.max_failures < 1:
-        parser.error("--inject-failure needs --max-failures 1 or more")
     resume_from = check_checkpoint_folder(args.resume) if args.resume else None
     output = cli.prepare_output(args.output)
-    storage = output.resolve() / "ray_results"  # [8] persistent storage: absolute; on a cluster, a shared path
+    storage = output.resolve() / "ray_results"  # [7] persistent storage: absolute; on a cluster, a shared path
     shutil.rmtree(storage / PAIR, ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
 
     started = time.perf_counter()
-    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
-        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init()  # [8] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.require_resources(args.workers, "GPU" if args.use_gpu else "CPU", f" (--workers {args.workers})")
     startup = time.perf_counter() - started
-    check_cluster_fits(args.workers, args.use_gpu)
 
     config = {
         "rows": args.rows, "features": args.features, "classes": args.classes, "hidden": args.hidden,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "resume_from": str(resume_from) if resume_from else None,
-        "storage": str(storage / PAIR), "inject_failure": args.inject_failure,
     }
     print(f"Training an MLP on {args.rows:,} examples x {args.features} features, {args.classes} classes, "
           f"{args.epochs} epochs, batch {args.batch_size}, with {args.workers} Ray Train workers")
 
-    trainer = ray.train.torch.TorchTrainer(  # [8] the same loop in N workers, with storage and fault tolerance
+    trainer = ray.train.torch.TorchTrainer(  # [7] the same loop in N workers, with storage and fault tolerance
         train_loop,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=args.workers, use_gpu=args.use_gpu),
@@ -264,17 +235,13 @@ def main() -> None:
 
     print(f"Held-out accuracy {final['val_accuracy']:.4f}, training loss {final['first_train_loss']:.4f} -> "
           f"{final['train_loss']:.4f}; {final['train_seconds_per_epoch']:.2f} s of training per epoch")
-    if "resumed_from_epoch" in final:
-        print(f"Recovered from the injected failure: Ray Train restarted the workers and resumed from the epoch "
-              f"{final['resumed_from_epoch']} checkpoint, {final['recovery_seconds']:.1f} s after the kill")
     print(f"Work time: {final['loop_seconds']:.2f} s for the epochs (trainer.fit {timer.seconds:.2f} s, "
           f"Ray start-up {startup:.1f} s, not included)")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=final["loop_seconds"], smoke_test=args.smoke_test,
         answer={"val_accuracy": final["val_accuracy"], "loss_fell": final["loss_fell"], "epochs": final["epochs"]},
         **final, workers=args.workers, batch_size=args.batch_size, lr=args.lr, resumed_from=config["resume_from"],
-        injected_failure=(storage / PAIR / CRASH_MARKER).exists(), fit_seconds=timer.seconds,
-        startup_seconds=startup, checkpoint=result.checkpoint.path,
+        fit_seconds=timer.seconds, startup_seconds=startup, checkpoint=result.checkpoint.path,
     )
     print(f"Checkpoints: {result.path}")
     print(f"Result: {path}")

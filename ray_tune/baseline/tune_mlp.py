@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from workshop import cli, tuning
+from workshop.data import make_classification_problem
 
 MODULE, PAIR, SIDE = "ray_tune", "tune_mlp", "baseline"
 FEATURES, CLASSES = 16, 4  # shape of the generated classification problem
@@ -63,40 +64,6 @@ def evaluate(model, X, y) -> tuple[float, float]:
     return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
 
 
-def sample_config(space: dict, rng: np.random.Generator) -> dict:
-    """One random draw from the search space (what tune.loguniform & co. do for the Ray version)."""
-    config = {}
-    for name, spec in space.items():
-        if not isinstance(spec, dict):
-            config[name] = spec
-        elif spec["type"] == "choice":
-            config[name] = spec["values"][rng.integers(len(spec["values"]))]
-        elif spec["type"] == "uniform":
-            config[name] = float(rng.uniform(spec["low"], spec["high"]))
-        elif spec["type"] == "loguniform":
-            config[name] = float(np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]))))
-        elif spec["type"] == "randint":
-            config[name] = int(rng.integers(spec["low"], spec["high"]))
-        else:  # lograndint
-            config[name] = int(np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]))))
-    return config
-
-
-def suggest_config(space: dict, trial: optuna.Trial) -> dict:
-    """The search space as Optuna suggestions (what OptunaSearch does for Tune; randint bounds: high excluded)."""
-    config = {}
-    for name, spec in space.items():
-        if not isinstance(spec, dict):
-            config[name] = spec
-        elif spec["type"] == "choice":
-            config[name] = trial.suggest_categorical(name, spec["values"])
-        elif spec["type"] in ("uniform", "loguniform"):
-            config[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec["type"] == "loguniform")
-        else:  # randint, lograndint
-            config[name] = trial.suggest_int(name, spec["low"], spec["high"] - 1, log=spec["type"] == "lograndint")
-    return config
-
-
 def train_mlp(config: dict, data: dict, started: float, trial: optuna.Trial | None = None) -> tuple[list[dict], dict]:
     """Train one configuration, epoch by epoch, until its last epoch or until the pruner stops it; return its
     per-epoch metrics and its best weights."""
@@ -134,7 +101,7 @@ def run_search(space: dict, data: dict, num_samples: int, epochs: int, seed: int
     trials, best = [], {"accuracy": -1.0, "state": None}
 
     def objective(trial: optuna.Trial) -> float:
-        config = {**suggest_config(space, trial), "epochs": epochs, "seed": seed}
+        config = {**tuning.suggest_config(space, trial), "epochs": epochs, "seed": seed}
         history, state = train_mlp(config, data, started, trial)
         trials.append({"trial": trial.number, "config": config, "history": history})
         trial_best = max(h["val_accuracy"] for h in history)
@@ -155,7 +122,7 @@ def run_random_search(space: dict, data: dict, num_samples: int, epochs: int, se
     started = time.perf_counter()
     trials, best_state, best_accuracy = [], None, -1.0
     for trial in tqdm(range(num_samples), desc="trials", unit="trial"):
-        config = {**sample_config(space, rng), "epochs": epochs, "seed": seed}
+        config = {**tuning.sample_config(space, rng), "epochs": epochs, "seed": seed}
         history, state = train_mlp(config, data, started)
         trials.append({"trial": trial, "config": config, "history": history})
         trial_best = max(h["val_accuracy"] for h in history)
@@ -187,7 +154,7 @@ def main() -> None:
             parser.error(str(exc))
     output = cli.prepare_output(args.output)
 
-    arrays = tuning.make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
+    arrays = make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
     data = {"arrays": arrays, "classes": CLASSES}
     print(f"Data: {args.train_rows:,} training and {args.val_rows:,} validation rows, {FEATURES} features, "
           f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, "

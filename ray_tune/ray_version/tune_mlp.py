@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,8 @@ from ray.tune.search.optuna import OptunaSearch
 from torch import nn
 from tqdm import tqdm
 
-from workshop import cli, tuning
+from workshop import cli, ray_connect, tuning
+from workshop.data import make_classification_problem
 
 MODULE, PAIR, SIDE = "ray_tune", "tune_mlp", "ray_version"
 FEATURES, CLASSES = 16, 4  # shape of the generated classification problem
@@ -71,17 +71,7 @@ def evaluate(model, X, y) -> tuple[float, float]:
     return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
 
 
-def to_tune_space(space: dict) -> dict:
-    """The search space as Tune sampling functions; the searcher draws from these."""
-    samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint,
-                "lograndint": tune.lograndint}
-    return {name: spec if not isinstance(spec, dict)  # a fixed value stays fixed
-            else tune.choice(spec["values"]) if spec["type"] == "choice"
-            else samplers[spec["type"]](spec["low"], spec["high"])
-            for name, spec in space.items()}
-
-
-def train_mlp(config: dict, data: dict, crash_marker: str | None = None) -> None:
+def train_mlp(config: dict, data: dict) -> None:
     """One trial: train one configuration, report metrics and a checkpoint to Tune after every epoch."""
     X_train, y_train, X_val, y_val = (torch.tensor(a) for a in data["arrays"])  # a copy: trials may share the arrays
     torch.manual_seed(config["seed"])
@@ -97,8 +87,6 @@ def train_mlp(config: dict, data: dict, crash_marker: str | None = None) -> None
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"]
     for epoch in range(start_epoch, config["epochs"]):
-        if crash_marker and epoch == 2 and claim(crash_marker):  # --inject-failure
-            os._exit(1)  # the trial's process dies: no exception, no cleanup, as in an out-of-memory kill
         train_loss = train_epoch(model, optimizer, X_train, y_train, config["batch_size"], config["seed"], epoch)
         val_loss, val_accuracy = evaluate(model, X_val, y_val)
         with tempfile.TemporaryDirectory() as folder:
@@ -106,43 +94,29 @@ def train_mlp(config: dict, data: dict, crash_marker: str | None = None) -> None
                        Path(folder) / "state.pt")
             tune.report(  # [5] Tune records the metrics and copies the checkpoint to storage; ASHA may stop us here
                 {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy,
-                 "resumed_from_epoch": start_epoch, "reported_at": time.time()},
+                 "resumed_from_epoch": start_epoch},
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
 
 
-def claim(marker: str) -> bool:
-    """True for the first caller only, across processes: the file is created atomically."""
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        return True
-    except FileExistsError:
-        return False
-
-
 class SearchProgress(tune.Callback):
-    """A progress bar over trials, and --stop-after (a Ctrl-C once N trials have finished). Runs in the driver."""
+    """A progress bar over finished trials, in the driver."""
 
-    def __init__(self, num_samples: int, stop_after: int | None, disable: bool = False):
+    def __init__(self, num_samples: int, disable: bool = False):
         self.bar = tqdm(total=num_samples, desc="trials finished", unit="trial", disable=disable)
-        self.stop_after, self.fired = stop_after, False
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if self.bar is None:  # a copy restored with the experiment (see __getstate__)
-            return
-        self.bar.update()
-        if self.bar.n == self.stop_after:
-            self.fired = True
-            os.kill(os.getpid(), signal.SIGINT)  # Tune saves the experiment state and returns, as on Ctrl-C
+        if self.bar is not None:  # None: a copy restored with the experiment (see __getstate__)
+            self.bar.update()
 
     def __getstate__(self):  # Tune saves callbacks with the experiment; the restored copy stays silent
-        return {"bar": None, "stop_after": None, "fired": False}
+        return {"bar": None}
 
 
-def run_search(space, data, args, experiment: Path, crash_marker: str | None, callbacks: list) -> tune.ResultGrid:
+def run_search(space, data, args, experiment: Path, callbacks: list) -> tune.ResultGrid:
     """Tune: trials in parallel, ASHA stops the weak ones early, Optuna picks the next configurations."""
     trainable = tune.with_resources(  # [3] each trial holds 1 CPU: that many trials run at once
-        tune.with_parameters(train_mlp, data=data, crash_marker=crash_marker),  # [2] data to the object store once
+        tune.with_parameters(train_mlp, data=data),  # [2] data to the object store once
         {"cpu": 1},
     )
     if args.restore:
@@ -150,7 +124,7 @@ def run_search(space, data, args, experiment: Path, crash_marker: str | None, ca
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={**to_tune_space(space), "epochs": args.epochs, "seed": args.seed},
+            param_space={**tuning.to_tune_space(space), "epochs": args.epochs, "seed": args.seed},
             tune_config=tune.TuneConfig(
                 metric=args.metric, mode=REPORTED_METRICS[args.metric], num_samples=args.num_samples,
                 search_alg=OptunaSearch(seed=args.seed),  # [6] a model-based searcher proposes configurations
@@ -186,13 +160,7 @@ def main() -> None:
                         help="trials running at once (default: one per CPU of the cluster; smoke test: 2)")
     parser.add_argument("--restore", action="store_true",
                         help="continue the experiment saved under --output instead of starting a new one")
-    parser.add_argument("--stop-after", type=cli.positive_int, default=None,
-                        help="stop (as if by Ctrl-C) once this many trials have finished; continue with --restore")
-    parser.add_argument("--inject-failure", action="store_true",
-                        help="kill the process of one trial at its third epoch (Tune retries it from its checkpoint)")
     args = parser.parse_args()
-    if args.restore and args.stop_after:
-        parser.error("--stop-after applies to a new experiment; run --restore without it")
     if args.smoke_test:
         args.num_samples, args.epochs, args.train_rows, args.val_rows = 4, 4, 1_500, 500
         args.max_concurrent_trials = args.max_concurrent_trials or 2
@@ -218,23 +186,20 @@ def main() -> None:
     # happens every few seconds. With epochs of a second and a tiny state that is expected and cheap.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = time.perf_counter()
-    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
-        ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray_connect.require_resources(1)
     startup = time.perf_counter() - started
-    crash_marker = str(output.resolve() / "injected_failure.marker") if args.inject_failure else None
-    if crash_marker:
-        Path(crash_marker).unlink(missing_ok=True)
 
-    arrays = tuning.make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
+    arrays = make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
     data = {"arrays": arrays, "classes": CLASSES}
     print(f"Data: {args.train_rows:,} training and {args.val_rows:,} validation rows, {FEATURES} features, "
           f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, Optuna + ASHA, "
           f"{ray.cluster_resources().get('CPU', 0):.0f} Ray CPUs")
 
-    progress = SearchProgress(args.num_samples, args.stop_after, disable=args.restore)  # restore: callbacks come back from storage
-    fit_started = time.time()
+    progress = SearchProgress(args.num_samples, disable=args.restore)  # restore: callbacks come back from storage
     with cli.Timer() as timer:
-        results = run_search(space, data, args, experiment, crash_marker, [] if args.restore else [progress])
+        results = run_search(space, data, args, experiment, [] if args.restore else [progress])
     if args.trace:  # [10] every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
     progress.bar.close()
@@ -249,7 +214,7 @@ def main() -> None:
     stopped_early = int((frame["training_iteration"] < args.epochs).sum())
     history = [r.metrics_dataframe for r in results]  # one row per reported epoch, per trial
     resumed = sum(int((h["resumed_from_epoch"] > 0).any()) for h in history if "resumed_from_epoch" in h)
-    complete = len(frame) == args.num_samples and not progress.fired  # else: Ctrl-C
+    complete = results.num_terminated == args.num_samples  # else: stopped by Ctrl-C
 
     columns = {f"config/{k}": k for k in tuning.HYPERPARAMETERS}
     table = frame[["trial_id", *columns, "training_iteration", "val_accuracy"]].rename(columns=columns)
@@ -260,23 +225,19 @@ def main() -> None:
     print(f"Best checkpoint: {best_checkpoint.path}")
     print(f"Epochs run: {epochs_run} of {args.num_samples * args.epochs}; {stopped_early} trials stopped early by ASHA")
     print(f"Work time: {timer.seconds:.2f} s (Ray start-up {startup:.1f} s, not included)")
-    injected = bool(crash_marker) and Path(crash_marker).exists()
-    if injected:
-        print(f"Injected failure: one trial's process was killed; Tune resumed {resumed} trial(s) from a checkpoint.")
+    if resumed:
+        print(f"{resumed} trial(s) resumed from a checkpoint (after a restore, or after their process died).")
     if not complete:
-        print(f"Stopped early (--stop-after or Ctrl-C) with {len(frame)} of {args.num_samples} trials started. "
+        print(f"Stopped early (Ctrl-C) with {len(frame)} of {args.num_samples} trials started. "
               f"Continue with the same command plus --restore; finished trials are not run again.")
-    trace = sorted((round(t - fit_started, 3), a) for h in history if "reported_at" in h
-                   for t, a in zip(h["reported_at"], h["val_accuracy"]))
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer={"best_val_accuracy": best_accuracy},
         best_config=config, best_checkpoint=best_checkpoint.path, experiment=str(experiment),
         trials=len(frame), complete=complete, restored=args.restore,
         trials_stopped_early=stopped_early, epochs_run=epochs_run, epochs_budget=args.num_samples * args.epochs,
-        trials_resumed_from_checkpoint=resumed, injected_failure=injected, startup_seconds=startup,
+        trials_resumed_from_checkpoint=resumed, startup_seconds=startup,
         num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows, val_rows=args.val_rows,
-        trace=trace,
     )
     print(f"Result: {path}")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from workshop import cli, llm_workload, models, serve_client
@@ -90,20 +89,36 @@ def error_response(status: int, message: str, param: Optional[str] = None) -> JS
 
 
 class TokenQueue(BaseStreamer):
-    """generate() hands each new token to put(); the HTTP side reads them from a queue as they come."""
+    """generate() (in its own thread) hands each new token to put(); the response reads them from an asyncio
+    queue on the event loop, so a stream that waits for its turn holds no thread of the server's pool."""
 
-    def __init__(self) -> None:
-        self.tokens: queue.Queue = queue.Queue()
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.tokens: asyncio.Queue = asyncio.Queue()
         self.prompt_skipped = False
+        self.cancelled = threading.Event()  # set when the client has gone: generate() stops at the next token
+
+    def send(self, item) -> None:  # thread-safe: called from the generate() thread
+        self.loop.call_soon_threadsafe(self.tokens.put_nowait, item)
 
     def put(self, value: torch.Tensor) -> None:
         if not self.prompt_skipped:  # the first call carries the prompt
             self.prompt_skipped = True
             return
-        self.tokens.put(value.reshape(-1).tolist())
+        self.send(value.reshape(-1).tolist())
 
     def end(self) -> None:
-        self.tokens.put(None)
+        self.send(None)
+
+
+class StopWhenCancelled(StoppingCriteria):
+    """Ends generate() once the client of a stream has disconnected, so no work is spent on an answer nobody reads."""
+
+    def __init__(self, cancelled: threading.Event) -> None:
+        self.cancelled = cancelled
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.cancelled.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class Generator:
@@ -146,8 +161,9 @@ class Generator:
         with self.lock, torch.inference_mode():  # one generate() at a time on the one model
             if request.seed is not None:
                 torch.manual_seed(request.seed)
+            stop = [StopWhenCancelled(streamer.cancelled)] if streamer is not None else None
             output = self.model.generate(inputs, attention_mask=torch.ones_like(inputs),
-                                         generation_config=config, streamer=streamer)
+                                         generation_config=config, streamer=streamer, stopping_criteria=stop)
         return output[0, len(ids):].tolist()
 
     def finish_reason(self, new_ids: list[int], max_tokens: int) -> str:
@@ -212,10 +228,15 @@ def build_app(model_name: str, args) -> FastAPI:
 
     async def stream_events(request, ids, max_tokens, kind, head):
         """Server-sent events: one chunk per new piece of text, then the finish reason, usage and [DONE]."""
-        streamer = TokenQueue()
-        worker = threading.Thread(target=generator.generate, args=(ids, max_tokens, request, streamer))
-        worker.daemon = True
-        worker.start()
+        streamer = TokenQueue(asyncio.get_running_loop())
+
+        def generate_into_queue() -> None:
+            try:
+                generator.generate(ids, max_tokens, request, streamer)
+            except Exception as exc:  # noqa: BLE001  the stream must end, with the error, not wait forever
+                streamer.send(exc)
+
+        threading.Thread(target=generate_into_queue, daemon=True).start()
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
 
         def chunk(piece: str, reason: Optional[str] = None) -> str:
@@ -225,23 +246,31 @@ def build_app(model_name: str, args) -> FastAPI:
                 choice = {"index": 0, "text": piece, "finish_reason": reason, "logprobs": None}
             return event({**head, "object": obj, "choices": [choice]})
 
-        new_ids: list[int] = []
-        sent = ""
-        while (tokens := await asyncio.to_thread(streamer.tokens.get)) is not None:
-            if kind == "chat" and not new_ids:  # with the first token, as vLLM does
-                first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-                yield event({**head, "object": obj, "choices": [first]})
-            new_ids += tokens
-            text = generator.decode(new_ids)
-            if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the next token
-                continue
-            if len(text) > len(sent):
-                yield chunk(text[len(sent):])
-                sent = text
-        yield chunk("", generator.finish_reason(new_ids, max_tokens))
-        if request.stream_options and request.stream_options.include_usage:
-            yield event({**head, "object": obj, "choices": [], "usage": usage(len(ids), len(new_ids))})
-        yield "data: [DONE]\n\n"
+        try:
+            new_ids: list[int] = []
+            sent = ""
+            while (tokens := await streamer.tokens.get()) is not None:
+                if isinstance(tokens, Exception):  # generate() failed mid-stream: an error event, then the end
+                    yield event({"error": {"message": f"generation failed: {type(tokens).__name__}: {tokens}",
+                                           "type": "InternalServerError", "param": None, "code": 500}})
+                    yield "data: [DONE]\n\n"
+                    return
+                if kind == "chat" and not new_ids:  # with the first token, as vLLM does
+                    first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                    yield event({**head, "object": obj, "choices": [first]})
+                new_ids += tokens
+                text = generator.decode(new_ids)
+                if text.endswith("\ufffd"):  # an incomplete UTF-8 character: wait for the next token
+                    continue
+                if len(text) > len(sent):
+                    yield chunk(text[len(sent):])
+                    sent = text
+            yield chunk("", generator.finish_reason(new_ids, max_tokens))
+            if request.stream_options and request.stream_options.include_usage:
+                yield event({**head, "object": obj, "choices": [], "usage": usage(len(ids), len(new_ids))})
+            yield "data: [DONE]\n\n"
+        finally:  # also when the client disconnects (the response is cancelled)
+            streamer.cancelled.set()
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: ChatCompletionRequest):
@@ -271,7 +300,7 @@ def run_self_test(base_url: str, args) -> dict:
                    "--max-tokens", str(args.max_tokens), "--seed", str(args.seed), "--json", str(report_path)]
         proc = subprocess.run(command, text=True)
         if proc.returncode != 0 or not report_path.exists():
-            raise RuntimeError(f"the client's self-test failed (exit {proc.returncode})")
+            cli.fail(f"the client's self-test failed (exit {proc.returncode}); its report is above")
         return json.loads(report_path.read_text())
 
 

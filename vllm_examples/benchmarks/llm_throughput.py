@@ -29,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from workshop import cli, tour  # noqa: E402
+from tools import tour  # noqa: E402
+from workshop import cli  # noqa: E402
 
 MODULE = "vllm_examples"
 REPORTS = ROOT / "reports"

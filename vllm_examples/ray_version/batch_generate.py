@@ -26,7 +26,7 @@ from pathlib import Path
 import ray
 from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-from workshop import cli, llm_workload, models
+from workshop import cli, llm_workload, models, ray_connect
 
 MODULE, PAIR, SIDE = "vllm_examples", "batch_generate", "ray_version"
 DTYPES = ("bfloat16", "float16", "float32")
@@ -124,8 +124,9 @@ def main() -> None:
     prompt_rows = load_prompts(args)
 
     started = time.perf_counter()
-    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
-        ray.init()  # [8] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init()  # [8] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray_connect.require_resources(1)
     startup = time.perf_counter() - started
     gpus = ray.cluster_resources().get("GPU", 0)
     if args.use_gpu and gpus < args.engines * args.tensor_parallel_size:

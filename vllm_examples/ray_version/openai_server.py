@@ -28,7 +28,7 @@ from pathlib import Path
 import ray
 from ray import serve
 
-from workshop import cli, llm_workload, models, serve_client
+from workshop import cli, llm_workload, models, ray_connect, serve_client
 
 MODULE, PAIR, SIDE = "vllm_examples", "openai_server", "ray_version"
 CLIENT = Path(__file__).resolve().parent.parent / "openai_client.py"
@@ -79,7 +79,7 @@ def run_self_test(base_url: str, args) -> dict:
                    "--max-tokens", str(args.max_tokens), "--seed", str(args.seed), "--json", str(report_path)]
         proc = subprocess.run(command, text=True)
         if proc.returncode != 0 or not report_path.exists():
-            raise RuntimeError(f"the client's self-test failed (exit {proc.returncode})")
+            cli.fail(f"the client's self-test failed (exit {proc.returncode}); its report is above")
         return json.loads(report_path.read_text())
 
 
@@ -121,8 +121,9 @@ def main() -> None:
     output = cli.prepare_output(args.output) if self_test else args.output
 
     started = time.perf_counter()
-    with cli.ray_errors():  # one clear line, not a traceback or a long wait, if the cluster is unreachable
-        ray.init()  # [6] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init()  # [6] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray_connect.require_resources(1)
     gpus = ray.cluster_resources().get("GPU", 0)
     if args.use_gpu and gpus < args.tensor_parallel_size:
         cli.fail(f"--use-gpu: the Ray cluster has {gpus:g} GPUs, {args.tensor_parallel_size} needed; "

@@ -3,11 +3,11 @@
 Used by the test suite and by hand: a head node and a worker node started with `ray start`, each in its own
 process group, so that stopping this cluster never touches another Ray on the machine (`ray stop` would).
 
-    python -m workshop.cluster          # start, print the environment to export, wait for Ctrl-C, stop
-    python -m workshop.cluster up       # start in the background (make cluster-up); state in .ray-cluster/
-    python -m workshop.cluster env      # print the export line again: eval "$(python -m workshop.cluster env)"
-    python -m workshop.cluster kill-worker   # the worker node dies at once, as in a machine failure (a demo)
-    python -m workshop.cluster down     # stop exactly that cluster (make cluster-down)
+    python -m tools.cluster          # start, print the environment to export, wait for Ctrl-C, stop
+    python -m tools.cluster up       # start in the background (make cluster-up); state in .ray-cluster/
+    python -m tools.cluster env      # print the export line again: eval "$(python -m tools.cluster env)"
+    python -m tools.cluster kill-worker   # the worker node dies at once, as in a machine failure (a demo)
+    python -m tools.cluster down     # stop exactly that cluster (make cluster-down)
 """
 
 from __future__ import annotations
@@ -26,15 +26,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from workshop.serve_client import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 # What `up` started, for `env` and `down` (the tests point WORKSHOP_CLUSTER_STATE elsewhere).
 STATE_FILE = Path(os.environ.get("WORKSHOP_CLUSTER_STATE", ROOT / ".ray-cluster" / "cluster.json"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _port_or_free(port: int) -> int:
@@ -44,7 +40,7 @@ def _port_or_free(port: int) -> int:
         try:
             sock.bind(("0.0.0.0", port))
         except OSError:
-            return _free_port()
+            return free_port()
     return port
 
 
@@ -168,7 +164,7 @@ def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0, *,
     token_path = temp_dir / "auth_token"
     token_path.write_text(secrets.token_hex(32))
     token_path.chmod(0o600)
-    gcs_port, dashboard_port = gcs_port or _free_port(), dashboard_port or _free_port()
+    gcs_port, dashboard_port = gcs_port or free_port(), dashboard_port or free_port()
     cluster = LocalCluster(
         address=f"127.0.0.1:{gcs_port}",
         dashboard_url=f"http://127.0.0.1:{dashboard_port}",
@@ -186,13 +182,13 @@ def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0, *,
         cluster.process_groups.append(_ray_start([
             "--head", f"--port={gcs_port}", f"--num-cpus={head_cpus}", f"--temp-dir={temp_dir}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-            f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}", *common,
+            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}", *common,
         ], env, log, timeout))
         # Its own temp dir, as on a second machine: with a shared one, both nodes unpack a job's working_dir
         # into the same folder, and the second unpack deletes the files under the feet of a running job.
         cluster.process_groups.append(_ray_start([
             f"--address={cluster.address}", f"--num-cpus={worker_cpus}", f"--temp-dir={temp_dir / 'w'}",
-            f"--dashboard-agent-listen-port={_free_port()}", *common,
+            f"--dashboard-agent-listen-port={free_port()}", *common,
         ], env, log, timeout))
         _wait_for_nodes(cluster, 2, timeout)
     except BaseException:
@@ -316,7 +312,7 @@ def foreground() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m workshop.cluster", description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.cluster", description=__doc__.strip().splitlines()[0])
     parser.add_argument("command", nargs="?", choices=["up", "down", "env", "kill-worker"],
                         help="up/down: start or stop the background cluster; env: print its export line; "
                              "kill-worker: kill its worker node (a failure demo); "

@@ -1,8 +1,8 @@
 """The pair tour: run every baseline and its Ray twin, check that they agree, print one table.
 
-    python -m workshop.tour                 # smoke size, writes reports/demo.json and reports/demo.md
-    python -m workshop.tour --bench         # benchmark size, writes reports/bench.{json,md,png}
-    python -m workshop.tour --module ray_core
+    python -m tools.tour                 # smoke size, writes reports/demo.json and reports/demo.md
+    python -m tools.tour --bench         # benchmark size, writes reports/bench.{json,md,png}
+    python -m tools.tour --module ray_core
 
 Pairs are discovered from the files: every M/baseline/NAME.py with a twin M/ray_version/NAME.py, and an
 entry [NAME] in M/pairs.toml that says how the two results must agree. One failing pair does not stop
