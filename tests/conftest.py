@@ -78,11 +78,18 @@ print(json.dumps(sorted([t.attempt_number, t.state] for t in rows)))
 
 
 def run_and_kill(script: str, *args: str, kill: list[str], env: dict[str, str], timeout: float = 300,
-                 when_exists: str | Path | None = None):
+                 when_exists: str | Path | None = None, when_printed: str | None = None):
     """Run a Ray script and, while it works, SIGKILL one of its processes from outside with
-    `python -m tools.kill_process KIND NAME` (which waits until such a process is running, and with when_exists
-    until a file matching that glob exists). Returns the script's CompletedProcess and what the tool killed."""
+    `python -m tools.kill_process KIND NAME` (started at once; it waits until such a process is running, with
+    when_exists until a file matching that glob exists, with when_printed until the script has printed that
+    text). Returns the script's CompletedProcess and what the tool killed."""
+    import time
+
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"run_and_kill_{os.getpid()}"
+    go = Path(f"{log}.go")
+    go.unlink(missing_ok=True)
+    if when_printed:
+        when_exists = go
     extra = ["--when-exists", str(when_exists)] if when_exists else []
     with open(f"{log}.out", "w+") as out, open(f"{log}.err", "w+") as err:  # files: a pipe could fill and block
         killer = subprocess.Popen([sys.executable, "-m", "tools.kill_process", *kill, "--wait", "180", *extra],
@@ -90,6 +97,12 @@ def run_and_kill(script: str, *args: str, kill: list[str], env: dict[str, str], 
         proc = subprocess.Popen([sys.executable, str(script), *map(str, args)], cwd=ROOT, env=env, stdout=out,
                                 stderr=err, text=True)
         try:
+            deadline = time.monotonic() + 240
+            while when_printed and proc.poll() is None and time.monotonic() < deadline:
+                if when_printed in Path(out.name).read_text(errors="replace"):
+                    go.touch()  # the tool, already waiting, kills within a fraction of a second
+                    break
+                time.sleep(0.05)
             killed, kill_err = killer.communicate(timeout=240)
             proc.wait(timeout=timeout)
         finally:
