@@ -59,6 +59,7 @@ def load_script(path: str | Path):
     path = ROOT / path
     spec = importlib.util.spec_from_file_location(f"_script_{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does: pydantic resolves the script's annotations through it
     spec.loader.exec_module(module)
     return module
 

@@ -346,7 +346,7 @@ def test_a_stream_whose_generate_fails_ends_with_an_error_event(monkeypatch):
 
     monkeypatch.setattr(server.Generator, "generate", fails_once)
     with TestClient(app) as client:
-        response = client.post("/v1/chat/completions", json=chat(max_tokens=4, stream=True), timeout=60)
+        response = client.post("/v1/chat/completions", json=chat(max_tokens=4, stream=True))
         events = [line for line in response.text.splitlines() if line]
         assert events[-1] == "data: [DONE]"
         error = json.loads(events[-2][len("data: "):])["error"]

@@ -42,6 +42,11 @@ def make_parser(doc: str, *, module: str, pair: str, side: str) -> argparse.Argu
             "--trace", type=trace_file, default=None, metavar="FILE",
             help="write a Ray timeline of the run (JSON; open it in https://ui.perfetto.dev or chrome://tracing)",
         )
+        parser.add_argument(
+            "--verbose", action="store_true",
+            help="also show Ray's own log lines on the console (Ray Train's reports, Tune's tables); "
+                 "by default they go to Ray's log files only",
+        )
     return parser
 
 

@@ -7,7 +7,7 @@ the enriched rows to Parquet partitioned by star rating. Ray Data streams blocks
 CPUs of the cluster, in one pass over the input, so the driver's memory stays flat however large the input.
 
 Twin: ray_data/baseline/preprocess_reviews.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[10] are explained in ray_data/README.md).
+comments [1]..[11] are explained in ray_data/README.md).
 """
 
 from __future__ import annotations

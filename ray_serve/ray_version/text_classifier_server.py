@@ -13,7 +13,7 @@ short load test, writes result.json and exits. The same app runs from the config
 ray_serve/serve_config.yaml with `serve run` / `serve deploy` (see ray_serve/README.md).
 
 Twin: ray_serve/baseline/text_classifier_server.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[15] are explained in ray_serve/README.md).
+comments [1]..[16] are explained in ray_serve/README.md).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ APP_NAME = "text_classifier"
 app = FastAPI(title="Text classifier")
 
 
-@serve.deployment(  # [2] a deployment: a class that Serve runs as one or more replica actors
-    ray_actor_options={"num_cpus": 0.5},  # [3] half a logical CPU: two replicas fit where one CPU is free
-    max_ongoing_requests=64,  # [4] must exceed max_batch_size, or a replica never sees a full batch
-    autoscaling_config={  # [5] Serve adds a replica when each has more than 16 requests waiting on average
+@serve.deployment(  # [1] a deployment: a class that Serve runs as one or more replica actors
+    ray_actor_options={"num_cpus": 0.5},  # [2] half a logical CPU: two replicas fit where one CPU is free
+    max_ongoing_requests=64,  # [3] must exceed max_batch_size, or a replica never sees a full batch
+    autoscaling_config={  # [4] Serve adds a replica when each has more than 16 requests waiting on average
         "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16,
         "upscale_delay_s": 3, "downscale_delay_s": 30,
     },
@@ -55,12 +55,12 @@ class Classifier:
     """One model version in each replica process."""
 
     def __init__(self, version: str) -> None:
-        # [6] one torch thread per reserved CPU (at least one): more replicas, not more threads, use more cores
+        # [5] one torch thread per reserved CPU (at least one): more replicas, not more threads, use more cores
         torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
         self.version = version
         self.model = text_model.build_model(version)  # MiniLM plus this version's head
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)  # [7] concurrent calls arrive as one list
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)  # [6] concurrent calls arrive as one list
     async def predict(self, texts_per_request: list[list[str]]) -> list[list[text_model.Prediction]]:
         flat = [text for texts in texts_per_request for text in texts]
         predictions = self.model.predict(flat)  # one forward pass (tokenise + embed + head) for the whole batch
@@ -74,16 +74,16 @@ class Classifier:
         return os.getpid()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)  # [8] async: many in flight
-@serve.ingress(app)  # [9] the same FastAPI app, its routes now methods of a deployment
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)  # [7] async: many in flight
+@serve.ingress(app)  # [8] the same FastAPI app, its routes now methods of a deployment
 class TextClassifierAPI:
     """The HTTP side: validation, routing to a model version (a deployment of its own)."""
 
     def __init__(self, v1: DeploymentHandle, v2: DeploymentHandle, default_model: str = "v1") -> None:
-        self.models = {"v1": v1, "v2": v2}  # [10] handles to other deployments: composition
+        self.models = {"v1": v1, "v2": v2}  # [9] handles to other deployments: composition
         self.default_model = default_model
 
-    def reconfigure(self, config: dict) -> None:  # [11] user_config from a config file, applied in place
+    def reconfigure(self, config: dict) -> None:  # [10] user_config from a config file, applied in place
         self.default_model = config.get("default_model", self.default_model)
 
     @app.post("/predict", response_model=PredictResponse)
@@ -93,7 +93,7 @@ class TextClassifierAPI:
             raise HTTPException(status_code=413, detail=problem)
         version = request.model or self.default_model
         try:
-            predictions = await self.models[version].predict.remote(request.texts)  # [10] call another deployment
+            predictions = await self.models[version].predict.remote(request.texts)  # [9] call another deployment
         except (RayActorError, ActorUnavailableError) as exc:  # a replica died mid-request; Serve replaces it
             raise HTTPException(status_code=503, detail=f"model replica unavailable, retry: {type(exc).__name__}")
         return PredictResponse(model=version, predictions=predictions)
@@ -116,15 +116,15 @@ def build_app(default_model: str = "v1"):
     return TextClassifierAPI.options(user_config={"default_model": default_model}).bind(v1, v2)
 
 
-app_graph = build_app()  # [12] the import path for `serve build` / `serve run`: ...text_classifier_server:app_graph
+app_graph = build_app()  # [11] the import path for `serve build` / `serve run`: ...text_classifier_server:app_graph
 
 
 def start_server(port: int, default_model: str) -> None:
     """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it keeps serving until serve.shutdown()."""
-    # [13] HTTP options are cluster-wide and set before the first app. HeadOnly: one proxy, on the head node
+    # [12] HTTP options are cluster-wide and set before the first app. HeadOnly: one proxy, on the head node
     # (with EveryNode, the default, a second node on the same machine would try to open the same port)
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-    # [14] deploy the app (returns once every replica is up); no access log line per request
+    # [13] deploy the app (returns once every replica is up); no access log line per request
     serve.run(build_app(default_model), name=APP_NAME, route_prefix="/",
               logging_config={"enable_access_log": False})
 
@@ -161,7 +161,7 @@ def main() -> None:
 
     started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [1] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray.init()  # [14] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     ray_connect.require_resources(1.5, "CPU", " (3 replicas x 0.5 CPU)")
     try:
         start_server(port, args.default_model)

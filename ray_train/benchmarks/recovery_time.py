@@ -49,6 +49,7 @@ def run_training(args: list[str], output: Path, kill: bool) -> tuple[dict, dict]
         timings["killed_at"] = json.loads(killer.stdout.strip().splitlines()[-1])["at"]
     proc.wait(timeout=1500)
     reader.join()
+    (output / "stdout.txt").write_text("".join(line for _, line in lines))  # what a person would have seen
     if proc.returncode != 0:
         sys.exit(f"error: {SCRIPT} {' '.join(args)} failed (exit {proc.returncode})")
     for at, line in lines:

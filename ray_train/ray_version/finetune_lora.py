@@ -199,6 +199,7 @@ def main() -> None:
             failure_config=ray.train.FailureConfig(max_failures=args.max_failures),
             # Ray Train tees print() in workers into its logger as well; one copy of each line is enough
             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+            logging_config=ray.train.LoggingConfig(log_level="INFO" if args.verbose else "WARNING"),  # --verbose
         ),
     )
     with cli.Timer() as timer:

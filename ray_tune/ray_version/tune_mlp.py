@@ -6,7 +6,7 @@ fall behind, and Optuna proposes the next configuration from the scores so far. 
 continues with --restore, and a trial whose process dies continues from its last checkpoint.
 
 Twin: ray_tune/baseline/tune_mlp.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[9] are explained in ray_tune/README.md).
+comments [1]..[10] are explained in ray_tune/README.md).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def train_mlp(config: dict, data: dict) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # no "Checkpoint created" per epoch
     start_epoch = 0
-    checkpoint = tune.get_checkpoint()  # [4] set when the trial is resumed (restore, or a retry after a crash)
+    checkpoint = tune.get_checkpoint()  # [1] set when the trial is resumed (restore, or a retry after a crash)
     if checkpoint:
         with checkpoint.as_directory() as folder:
             state = torch.load(Path(folder) / "state.pt")
@@ -92,7 +92,7 @@ def train_mlp(config: dict, data: dict) -> None:
         with tempfile.TemporaryDirectory() as folder:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1},
                        Path(folder) / "state.pt")
-            tune.report(  # [5] Tune records the metrics and copies the checkpoint to storage; ASHA may stop us here
+            tune.report(  # [2] Tune records the metrics and copies the checkpoint to storage; ASHA may stop us here
                 {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy,
                  "resumed_from_epoch": start_epoch},
                 checkpoint=tune.Checkpoint.from_directory(folder),
@@ -116,11 +116,11 @@ class SearchProgress(tune.Callback):
 def run_search(space, data, args, experiment: Path, callbacks: list) -> tune.ResultGrid:
     """Tune: trials in parallel, ASHA stops the weak ones early, Optuna picks the next configurations."""
     trainable = tune.with_resources(  # [3] each trial holds 1 CPU: that many trials run at once
-        tune.with_parameters(train_mlp, data=data),  # [2] data to the object store once
+        tune.with_parameters(train_mlp, data=data),  # [4] data to the object store once
         {"cpu": 1},
     )
     if args.restore:
-        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)  # [8]
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)  # [5]
     else:
         tuner = tune.Tuner(
             trainable,
@@ -134,13 +134,13 @@ def run_search(space, data, args, experiment: Path, callbacks: list) -> tune.Res
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",  # short folder names
             ),
             run_config=tune.RunConfig(
-                name=experiment.name, storage_path=str(experiment.parent),  # [8] absolute; restore reads it back
-                failure_config=tune.FailureConfig(max_failures=2),  # [9] a crashed trial resumes from its checkpoint
+                name=experiment.name, storage_path=str(experiment.parent),  # [5] absolute; restore reads it back
+                failure_config=tune.FailureConfig(max_failures=2),  # [8] a crashed trial resumes from its checkpoint
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=1, checkpoint_score_attribute=args.metric,
                     checkpoint_score_order=REPORTED_METRICS[args.metric],
                 ),  # keep each trial's best checkpoint, and its latest for resuming
-                callbacks=callbacks, verbose=0,  # our own progress bar instead of Tune's tables
+                callbacks=callbacks, verbose=2 if args.verbose else 0,  # our own progress bar instead of Tune's tables
             ),
         )
     return tuner.fit()
@@ -175,7 +175,7 @@ def main() -> None:
     if args.metric not in REPORTED_METRICS:  # Tune would only notice at the first result, after start-up
         parser.error(f"--metric {args.metric!r} is never reported by the trainable; choose one of "
                      f"{', '.join(REPORTED_METRICS)}")
-    experiment = (args.output / PAIR).resolve()  # [8] Tune wants an absolute storage path
+    experiment = (args.output / PAIR).resolve()  # [5] Tune wants an absolute storage path
     if args.restore and not tune.Tuner.can_restore(experiment):
         cli.fail(f"no Tune experiment to restore in {experiment}; run once without --restore first")
     output = cli.prepare_output(args.output)
@@ -185,9 +185,11 @@ def main() -> None:
     # Tune saves its experiment state whenever it deletes an old checkpoint (num_to_keep), and warns when that
     # happens every few seconds. With epochs of a second and a tiny state that is expected and cheap.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not args.verbose:  # Tune's new output engine prints its configuration box even at verbose=0; the old one not
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray.init()  # [9] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(1)
     startup = time.perf_counter() - started
 

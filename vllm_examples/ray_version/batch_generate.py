@@ -14,7 +14,7 @@ The model is the packaged SmolLM2-135M-Instruct (offline) unless --model names a
 
 Needs vLLM (CPU: `pip install --no-deps -r requirements-vllm.txt`; GPU: see vllm_examples/README.md).
 Twin: vllm_examples/baseline/batch_generate.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[9] are explained in vllm_examples/README.md).
+comments [1]..[10] are explained in vllm_examples/README.md).
 """
 
 from __future__ import annotations
