@@ -9,6 +9,7 @@ a valid trace.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -27,6 +28,20 @@ def pair_id(pair: tour.Pair) -> str:
 def test_every_module_with_scripts_has_pairs():
     assert PAIRS, "no pairs discovered"
     assert {p.module for p in PAIRS} >= {"ray_core"}
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=pair_id)
+def test_numbered_comments_run_in_order_and_a_plain_ray_init(pair):
+    """The Ray file's numbered comments ([1], [2], ...) first appear in order down the file, without gaps, and
+    the file calls ray.init() as Ray's docs write it (not hidden in a helper), once."""
+    text = pair.script("ray_version").read_text()
+    comments = [line.split("#", 1)[1] for line in text.splitlines() if "#" in line]
+    first_seen = []
+    for number in (int(n) for comment in comments for n in re.findall(r"\[(\d+)\]", comment)):
+        if number not in first_seen:
+            first_seen.append(number)
+    assert first_seen == list(range(1, len(first_seen) + 1)), f"numbers in file order: {first_seen}"
+    assert len(re.findall(r"^    ray\.init\(\)  # \[\d+\]", text, flags=re.M)) == 1, "one plain, numbered ray.init()"
 
 
 @pytest.mark.timeout(60)

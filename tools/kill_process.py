@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--when-exists", default=None, metavar="GLOB",
                         help="first wait until a file matching this pattern exists (e.g. a checkpoint folder)")
     args = parser.parse_args(argv)
+    # Ray 2.60 starts a local cluster with token authentication (the token in ~/.ray/auth_token); a second
+    # program must say so to talk to it. An exported RAY_AUTH_MODE (make cluster-up's settings) wins.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     if args.kind in ("task", "actor") and not args.name:
         parser.error(f"{args.kind} needs a name: the task's function name or the actor's class name")
     try:
