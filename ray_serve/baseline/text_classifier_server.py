@@ -174,9 +174,10 @@ def main() -> None:
         if not self_test:
             print(f"Serving on {url} (POST /predict, GET /healthz, GET /info); Ctrl-C stops it", flush=True)
             try:
-                server.run()  # uvicorn finishes the requests in flight on Ctrl-C, then re-raises it
+                server.run()  # on Ctrl-C uvicorn finishes the requests in flight, then returns or re-raises it
             except KeyboardInterrupt:
-                print("Shut down", flush=True)
+                pass
+            print("Shut down", flush=True)
             return
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -342,9 +342,10 @@ def main() -> None:
         print(f"Serving {models.display_name(model_name)} on {base_url} (OpenAI API); Ctrl-C stops it",
               flush=True)
         try:
-            server.run()  # uvicorn finishes the requests in flight on Ctrl-C, then re-raises it
+            server.run()  # on Ctrl-C uvicorn finishes the requests in flight, then returns or re-raises it
         except KeyboardInterrupt:
-            print("Shut down", flush=True)
+            pass
+        print("Shut down", flush=True)
         return
 
     thread = threading.Thread(target=server.run, daemon=True)
