@@ -274,10 +274,17 @@ def down(state_file: Path = STATE_FILE) -> int:
     return 0
 
 
-def kill_worker(state_file: Path = STATE_FILE) -> int:
+def _running_or_say_so(state_file: Path) -> LocalCluster | None:
+    """The cluster of `make cluster-up`, or None after one error line saying to start it."""
     cluster = _running(state_file)
     if cluster is None:
         print("error: no cluster started by `make cluster-up` is running; run make cluster-up", file=sys.stderr)
+    return cluster
+
+
+def kill_worker(state_file: Path = STATE_FILE) -> int:
+    cluster = _running_or_say_so(state_file)
+    if cluster is None:
         return 1
     if not _is_our_group(cluster.process_groups[1], cluster.temp_dir):
         print("The worker node is not running (already killed?); `ray status` shows what is left.")
@@ -290,9 +297,8 @@ def kill_worker(state_file: Path = STATE_FILE) -> int:
 
 
 def print_env(state_file: Path = STATE_FILE) -> int:
-    cluster = _running(state_file)
+    cluster = _running_or_say_so(state_file)
     if cluster is None:
-        print("error: no cluster started by `make cluster-up` is running; run make cluster-up", file=sys.stderr)
         return 1
     print(cluster.exports())
     return 0
