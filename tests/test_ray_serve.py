@@ -98,13 +98,13 @@ def test_sample_texts_are_reviews_and_repeatable():
 class Server:
     """A server started as a person would start it, in interactive mode, stopped with Ctrl-C (SIGINT)."""
 
-    def __init__(self, side: str, env: dict[str, str], log_path, *args: str) -> None:
+    def __init__(self, side: str, env: dict[str, str], log_path, *args: str, command: list[str] | None = None) -> None:
         self.port = serve_client.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, SERVER.format(side=side), "--port", str(self.port), *args],
+            [*(command or [sys.executable, SERVER.format(side=side)]), "--port", str(self.port), *args],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
@@ -149,12 +149,14 @@ def wait_for_info(url, predicate, timeout=120):
 
 @pytest.fixture(scope="class")
 def servers(request, tmp_path_factory):
-    """Both servers up at once: the baseline as a person starts it, with two uvicorn worker processes (stopped
-    with Ctrl-C at the end; one process is what the pair tests run), the Ray version deployed from
+    """Both servers up at once: the baseline as the README starts it with two uvicorn worker processes (its app
+    factory in each; stopped with Ctrl-C at the end; one process is what the pair tests run), the Ray version deployed from
     ray_serve/serve_config.yaml with `serve deploy` on the two-node test cluster."""
     cluster = request.getfixturevalue("ray_cluster")
     folder = tmp_path_factory.mktemp("servers")
-    baseline = Server("baseline", base_env(), folder / "baseline.log", "--workers", "2")
+    baseline = Server("baseline", {**base_env(), "OMP_NUM_THREADS": "1"}, folder / "baseline.log", "--workers", "2",
+                      command=[sys.executable, "-m", "uvicorn", "--app-dir", "ray_serve/baseline", "--factory",
+                               "text_classifier_server:create_app"])
     env = cluster.env(base_env())
     port = serve_client.free_port()
     config = yaml.safe_load(CONFIG.read_text())

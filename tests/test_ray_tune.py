@@ -52,7 +52,7 @@ def baseline_smoke(tmp_path_factory):
 
 def test_baseline_optuna_prunes_trials_that_fall_behind(baseline_smoke):
     details = baseline_smoke["details"]
-    assert details["search"] == "optuna" and details["trials"] == details["num_samples"] == 4
+    assert details["search"] == "optuna" and len(details["trials"]) == details["num_samples"] == 4
     assert details["trials_stopped_early"] >= 1 and details["epochs_run"] < details["epochs_budget"] == 16
     assert 0.6 < baseline_smoke["answer"]["best_val_accuracy"] < 0.95, "the search should find a model that learns"
 
@@ -132,7 +132,7 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, tmp_path):
                                 when_exists=experiment / "trial_*" / "checkpoint_000001")
     assert proc.returncode == 0, proc.stderr[-3000:]
     details = read_result(tmp_path)["details"]
-    assert details["complete"] is True and details["trials"] == 4
+    assert details["complete"] is True and len(details["trials"]) == 4
     [(name, rows)] = [(n, r) for n, r in trial_rows(experiment).items() if any(row["resumed_from_epoch"] for row in r)]
     resumed_at = next(row["resumed_from_epoch"] for row in rows if row["resumed_from_epoch"])
     assert resumed_at >= 2, f"{name} should continue from a checkpoint of epoch 2 or later, not from scratch"
@@ -186,7 +186,6 @@ def test_invalid_search_space_is_a_usage_error(side, tmp_path):
 
 @pytest.mark.parametrize("args,code,message", [
     (["--search-space", "no/such/space.json"], 1, "error: search space file no/such/space.json not found"),
-    (["--metric", "val_acc"], 2, "--metric 'val_acc' is never reported by the trainable"),
     (["--restore"], 1, "error: no Tune experiment to restore in"),
 ])
 def test_bad_tune_input_is_one_clear_line(tmp_path, args, code, message):

@@ -176,6 +176,8 @@ def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0, *,
     # `ray job submit ... -- python X.py` runs `python` from the PATH of the node: make it this venv's python
     # (with Ray and the workshop's packages), also when the venv is not activated in the calling shell.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # Serve's actors record task events (what `--trace` timelines show) only when the nodes start with this set
+    env.setdefault("RAY_SERVE_ENABLE_TASK_EVENTS", "1")
     common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     log = temp_dir / "ray-start.log"
     try:

@@ -5,8 +5,10 @@ Routes (the same on the Ray Serve twin): POST /predict, GET /healthz, GET /info;
 workshop/text_api.py, the model (MiniLM embeddings, two heads: v1 and v2) in workshop/text_model.py.
 Run it and leave it up (Ctrl-C stops it), then load it from a second terminal:
 
-    python ray_serve/baseline/text_classifier_server.py --port 8000        # add --workers 2 for 2 processes
+    python ray_serve/baseline/text_classifier_server.py --port 8000
     python ray_serve/load_test.py --url http://127.0.0.1:8000 --concurrency 32 --requests 2000
+
+Two processes with a model copy and a torch thread each (`uvicorn --workers 2`): see ray_serve/README.md.
 
 With --smoke-test (or --load-requests) it starts, checks its answers through the shared client, runs a
 short load test, writes result.json and exits.
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,6 @@ from workshop.text_model import InfoResponse, PredictRequest, PredictResponse
 
 MODULE, PAIR, SIDE = "ray_serve", "text_classifier_server", "baseline"
 LOAD_TEST = Path(__file__).resolve().parent.parent / "load_test.py"
-DEFAULT_MODEL_ENV, WORKERS_ENV = "TEXT_CLASSIFIER_DEFAULT_MODEL", "TEXT_CLASSIFIER_WORKERS"  # for --workers processes
 
 app = FastAPI(title="Text classifier")
 
@@ -80,7 +80,7 @@ class TextClassifierAPI:
 
 # Plain def (not async def): FastAPI runs each call in its thread pool, so a slow forward pass does not
 # block the event loop; the model runs once per request.
-api: TextClassifierAPI  # set by load_models
+api: TextClassifierAPI  # set by create_app
 
 
 @app.post("/predict", response_model=PredictResponse)
@@ -98,32 +98,17 @@ def info() -> InfoResponse:
     return api.info()
 
 
-def load_models(default_model: str) -> None:
+def create_app(default_model: str = "v1") -> FastAPI:
+    """Load both model versions into this process; the app factory (each `uvicorn --workers` process calls it)."""
     global api
     api = TextClassifierAPI(Classifier("v1"), Classifier("v2"), default_model)
-
-
-def worker_app() -> FastAPI:
-    """The app of one of N uvicorn worker processes (--workers N): its own copy of both versions, and
-    cores/N torch threads (N processes with a thread per core each would fight over the cores)."""
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ[WORKERS_ENV])))
-    load_models(os.environ[DEFAULT_MODEL_ENV])
     return app
 
 
 def start_server(port: int, default_model: str) -> uvicorn.Server:
-    """Load both model versions and build the server; `server.run()` serves until Ctrl-C."""
-    load_models(default_model)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    """Load both model versions and build the server on 127.0.0.1:port; `server.run()` serves until Ctrl-C."""
+    config = uvicorn.Config(create_app(default_model), host="127.0.0.1", port=port, log_level="warning")
     return uvicorn.Server(config)
-
-
-def serve_with_workers(port: int, default_model: str, workers: int) -> None:
-    """uvicorn --workers: one listening socket, `workers` processes that each load the model; until Ctrl-C."""
-    os.environ.update({DEFAULT_MODEL_ENV: default_model, WORKERS_ENV: str(workers)})
-    # an import string: each worker process imports this script (as __main__) and calls worker_app()
-    uvicorn.run("__main__:worker_app", factory=True, host="127.0.0.1", port=port, workers=workers,
-                log_level="warning")
 
 
 def run_self_test(url: str, requests: int, concurrency: int, seed: int) -> dict:
@@ -147,8 +132,6 @@ def main() -> None:
     parser.add_argument("--load-requests", type=cli.positive_int, default=None,
                         help="self-test: send this many requests, report, shut down (benchmark mode)")
     parser.add_argument("--concurrency", type=cli.positive_int, default=32, help="self-test load concurrency")
-    parser.add_argument("--workers", type=cli.positive_int, default=1,
-                        help="uvicorn worker processes, each with its own copy of the model (a stronger baseline)")
     args = parser.parse_args()
     if args.smoke_test:
         args.load_requests, args.concurrency = args.load_requests or 48, 8
@@ -159,18 +142,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
 
     started = time.perf_counter()
-    output = cli.prepare_output(args.output) if self_test else None
-    if args.workers > 1 and not self_test:
-        print(f"Serving on {url} with {args.workers} worker processes; Ctrl-C stops it", flush=True)
-        serve_with_workers(port, args.default_model, args.workers)
-        return
-    if args.workers > 1:  # the self-test runs that server as a person would: in its own process, then Ctrl-C
-        command = [sys.executable, __file__, "--port", str(port), "--workers", str(args.workers),
-                   "--default-model", args.default_model]
-        workers = subprocess.Popen(command)
-        stop = lambda: (workers.send_signal(signal.SIGINT), workers.wait(timeout=60))  # noqa: E731
-    else:
-        server = start_server(port, args.default_model)
+    server = start_server(port, args.default_model)
+    try:
         if not self_test:
             print(f"Serving on {url} (POST /predict, GET /healthz, GET /info); Ctrl-C stops it", flush=True)
             try:
@@ -179,18 +152,15 @@ def main() -> None:
                 pass
             print("Shut down", flush=True)
             return
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        stop = lambda: (setattr(server, "should_exit", True), thread.join(timeout=30))  # noqa: E731
-
-    try:
-        serve_client.wait_until_healthy(url, timeout=180)  # N workers load N copies of the model at once
+        output = cli.prepare_output(args.output)
+        threading.Thread(target=server.run, daemon=True).start()
+        serve_client.wait_until_healthy(url)
         startup = time.perf_counter() - started
         print(f"Serving on {url}; up in {startup:.1f} s", flush=True)
         with cli.Timer() as timer:
             report = run_self_test(url, args.load_requests, args.concurrency, args.seed)
     finally:
-        stop()
+        server.should_exit = True  # stop serving: uvicorn finishes the requests in flight
 
     predictions = report["check_predictions"]
     if report["failed"] or not predictions or any(p["label"] not in text_model.LABELS for p in predictions):
@@ -201,7 +171,9 @@ def main() -> None:
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer={"labels": [p["label"] for p in predictions],
                 "scores": [[round(s, 4) for s in p["scores"]] for p in predictions]},
-        startup_seconds=round(startup, 3), load=report, workers=args.workers,
+        startup_seconds=round(startup, 3), load=report,
+        example={"input": report["check_texts"][0],
+                 "output": f"{predictions[0]['label']} ({max(predictions[0]['scores']):.2f})"},
     )
     print(f"Result: {path}")
 

@@ -4,14 +4,16 @@
     python ray_serve/benchmarks/c32_servers.py --smoke-test    # 64 requests each, to check that it runs
 
 1. FastAPI + uvicorn, one process, torch's default threads (the tour's baseline);
-2. FastAPI + uvicorn --workers 2: two processes with one model copy and one torch thread each;
+2. FastAPI + uvicorn --workers 2: two processes with one model copy and one torch thread each, started the way a
+   FastAPI user runs it (`python -m uvicorn ... --factory text_classifier_server:create_app --workers 2`);
 3. Ray Serve with @serve.batch (the tour's Ray version, its own local Ray);
 4. the same with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (Ray 2.55+): the ingress replica takes HTTP itself (direct
    ingress, still on 127.0.0.1), deployments call each other over gRPC, user code and the router run on the
    replica's main event loop, the garbage collector is frozen after start-up. It is read when Ray starts, so
    it is set here in the environment of a fresh local Ray.
-Each set-up is the server script's own self-test (`--load-requests N --concurrency 32`): it starts, sends the
-shared load test from a separate process, shuts down. The client shares the machine's cores with the server.
+Set-ups 1, 3 and 4 are the server script's own self-test (`--load-requests N --concurrency 32`): it starts, sends
+the shared load test from a separate process, shuts down; set-up 2 is the same load test against uvicorn's
+multi-process server, stopped with Ctrl-C. The client shares the machine's cores with the server.
 Writes reports/ray_serve_c32.json and .md.
 """
 
@@ -20,30 +22,62 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from workshop import cli  # noqa: E402
+from workshop import cli, serve_client  # noqa: E402
 
 SERVER = ROOT / "ray_serve" / "{side}" / "text_classifier_server.py"
 REPORTS = ROOT / "reports"
 SETUPS = [
     ("FastAPI + uvicorn, 1 process", "baseline", [], {}),
-    ("FastAPI + uvicorn --workers 2", "baseline", ["--workers", "2"], {}),
+    ("FastAPI + uvicorn --workers 2", "uvicorn", ["--workers", "2"], {"OMP_NUM_THREADS": "1"}),
     ("Ray Serve, @serve.batch", "ray_version", [], {}),
     ("Ray Serve, @serve.batch, RAY_SERVE_THROUGHPUT_OPTIMIZED=1", "ray_version", [],
      {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}),
 ]
 
 
+def run_uvicorn(args: list[str], env: dict[str, str], requests: int, concurrency: int) -> dict:
+    """uvicorn's own multi-process server with the baseline's app factory, the shared load test, then Ctrl-C."""
+    port = serve_client.free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", "ray_serve/baseline", "--factory",
+               "text_classifier_server:create_app", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning", *args]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        started = time.perf_counter()
+        serve_client.wait_until_healthy(url, timeout=300)
+        startup = time.perf_counter() - started
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "report.json"
+            subprocess.run([sys.executable, str(ROOT / "ray_serve" / "load_test.py"), "--url", url, "--requests",
+                            str(requests), "--concurrency", str(concurrency), "--json", str(report)],
+                           cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, timeout=1800)
+            load = json.loads(report.read_text())
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=60)
+    if server.returncode != 0:
+        cli.fail(f"uvicorn {' '.join(args)} did not stop cleanly (exit {server.returncode}): {stderr.strip()[-400:]}")
+    return {**load, "startup_seconds": round(startup, 3),
+            "labels": [p["label"] for p in load["check_predictions"]], "replicas": None}
+
+
 def run_setup(side: str, args: list[str], extra_env: dict[str, str], requests: int, concurrency: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # a fresh local Ray each time
     env.update(extra_env)
+    if side == "uvicorn":
+        return run_uvicorn(args, env, requests, concurrency)
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, str(SERVER).format(side=side), "--load-requests", str(requests),
                    "--concurrency", str(concurrency), "--output", tmp, *args]

@@ -159,6 +159,8 @@ def main() -> None:
         cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
     url = f"http://127.0.0.1:{port}"
 
+    if args.trace:  # Serve's own actors record the task events a timeline shows only when this is set as Ray starts
+        os.environ.setdefault("RAY_SERVE_ENABLE_TASK_EVENTS", "1")
     started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [14] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
@@ -169,9 +171,10 @@ def main() -> None:
             print(f"Serving on {url} (POST /predict, GET /healthz, GET /info); Ctrl-C stops it", flush=True)
             try:
                 while True:
-                    time.sleep(1)
+                    time.sleep(1)  # Serve's replicas and proxy serve; this process only waits for Ctrl-C
             except KeyboardInterrupt:
-                print("Shut down", flush=True)
+                pass
+            print("Shut down", flush=True)
             return
         output = cli.prepare_output(args.output)
         serve_client.wait_until_healthy(url)
@@ -180,10 +183,12 @@ def main() -> None:
         with cli.Timer() as timer:
             report = run_self_test(url, args.load_requests, args.concurrency, args.seed)
         replicas = serve_replicas()
+        if args.trace:  # [15] every task and actor call of this job, as a timeline for Perfetto (while they live)
+            ray.timeline(filename=str(args.trace))
     finally:
-        serve.shutdown()  # [15] remove the app, its replicas and the proxy: nothing is left behind
-    if args.trace:  # [16] every task and actor call of this job, as a timeline for Perfetto
-        ray.timeline(filename=str(args.trace))
+        serve.delete(APP_NAME)  # [16] remove this app and its replicas (not other apps of a shared cluster)
+        if not serve.status().applications:  # nothing else deployed: stop Serve's proxy too, freeing the port
+            serve.shutdown()
 
     predictions = report["check_predictions"]
     if report["failed"] or not predictions or any(p["label"] not in text_model.LABELS for p in predictions):

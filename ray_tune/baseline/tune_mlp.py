@@ -1,11 +1,9 @@
 """Hyperparameter search for a small PyTorch MLP without Ray: Optuna with a pruner, one trial after another.
 
 The strongest search a competent engineer writes without Ray: Optuna's TPE sampler proposes each configuration
-(learning rate, width, weight decay, batch size) from the scores so far, every trial reports its validation
-accuracy after each epoch, and Optuna's successive-halving pruner (the synchronous-free variant that ASHA is)
-stops trials that fall behind. What is left for Ray to add is running trials in parallel, on one machine or a
-cluster, with checkpoints, restore and retries. `--search random` is the hand-written loop instead: seeded
-random draws, every trial trained to its last epoch (the row that shows how much of a gain is early stopping).
+from the scores so far, and its successive-halving pruner (the synchronous form of ASHA) stops trials that
+fall behind. `--search random` draws configurations at random and trains every one to its last epoch: the row
+that shows how much of a gain is early stopping and the sampler rather than Ray.
 
 Twin: ray_tune/ray_version/tune_mlp.py (diff the two files to see the Ray changes).
 """
@@ -64,71 +62,47 @@ def evaluate(model, X, y) -> tuple[float, float]:
     return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
 
 
-def train_mlp(config: dict, data: dict, started: float, trial: optuna.Trial | None = None) -> tuple[list[dict], dict]:
-    """Train one configuration, epoch by epoch, until its last epoch or until the pruner stops it; return its
-    per-epoch metrics and its best weights."""
-    X_train, y_train, X_val, y_val = (torch.tensor(a) for a in data["arrays"])  # a copy: trials may share the arrays
+def train_mlp(config: dict, data: dict, trial: optuna.Trial, record: dict) -> None:
+    """One trial: train one configuration, report each epoch's metrics to Optuna and keep its best weights."""
+    X_train, y_train, X_val, y_val = (torch.tensor(a) for a in data["arrays"])
     torch.manual_seed(config["seed"])
     model = make_model(X_train.shape[1], config["width"], data["classes"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-    history, best_state = [], None
+    started = time.perf_counter()
     for epoch in range(config["epochs"]):
         train_loss = train_epoch(model, optimizer, X_train, y_train, config["batch_size"], config["seed"], epoch)
         val_loss, val_accuracy = evaluate(model, X_val, y_val)
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                        "val_accuracy": val_accuracy, "elapsed": time.perf_counter() - started})
-        if best_state is None or val_accuracy > max(h["val_accuracy"] for h in history[:-1]):
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        if trial is not None:
-            trial.report(val_accuracy, step=epoch + 1)
-            if trial.should_prune():  # behind the other trials at this epoch: stop here
-                break
-    return history, best_state
+        if val_accuracy > max((h["val_accuracy"] for h in record["history"]), default=-1.0):
+            record["best_state"] = {k: v.clone() for k, v in model.state_dict().items()}
+        record["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                                  "val_accuracy": val_accuracy,  # and when, as Tune records it for every result
+                                  "timestamp": time.time(), "time_total_s": time.perf_counter() - started})
+        trial.report(val_accuracy, step=epoch + 1)  # the pruner may stop the trial here
+        if trial.should_prune():
+            raise optuna.TrialPruned()
 
 
-def run_search(space: dict, data: dict, num_samples: int, epochs: int, seed: int, search: str = "optuna"
-               ) -> tuple[list[dict], dict]:
-    """Trials one after another; returns (trials, best weights). Optuna + pruner, or plain random search."""
-    if search == "random":
-        return run_random_search(space, data, num_samples, epochs, seed)
+def run_search(space: dict, data: dict, args) -> list[dict]:
+    """Optuna: one trial after another; the pruner stops the weak ones early, TPE picks the next configurations."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial: the table below says it all
+    random = args.search == "random"
     study = optuna.create_study(
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),  # the sampler OptunaSearch uses on the Ray side
-        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),  # = ASHA's settings
+        sampler=optuna.samplers.RandomSampler(args.seed) if random else optuna.samplers.TPESampler(seed=args.seed),
+        pruner=optuna.pruners.NopPruner() if random  # random search: every trial to its last epoch
+        else optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),  # = ASHA's settings
     )
-    started = time.perf_counter()
-    trials, best = [], {"accuracy": -1.0, "state": None}
+    trials = []
 
     def objective(trial: optuna.Trial) -> float:
-        config = {**tuning.suggest_config(space, trial), "epochs": epochs, "seed": seed}
-        history, state = train_mlp(config, data, started, trial)
-        trials.append({"trial": trial.number, "config": config, "history": history})
-        trial_best = max(h["val_accuracy"] for h in history)
-        if trial_best > best["accuracy"]:
-            best.update(accuracy=trial_best, state=state)
-        if len(history) < epochs:
-            raise optuna.TrialPruned()
-        return trial_best
+        config = {**tuning.suggest_config(space, trial), "epochs": args.epochs, "seed": args.seed}
+        trials.append({"trial_id": str(trial.number), "config": config, "history": []})
+        train_mlp(config, data, trial, trials[-1])
+        return max(h["val_accuracy"] for h in trials[-1]["history"])
 
-    with tqdm(total=num_samples, desc="trials", unit="trial") as progress:
-        study.optimize(objective, n_trials=num_samples, callbacks=[lambda study, trial: progress.update()])
-    return trials, best["state"]
-
-
-def run_random_search(space: dict, data: dict, num_samples: int, epochs: int, seed: int) -> tuple[list[dict], dict]:
-    """Random search: every trial trained to the last epoch, one after another. Returns (trials, best weights)."""
-    rng = np.random.default_rng(seed)
-    started = time.perf_counter()
-    trials, best_state, best_accuracy = [], None, -1.0
-    for trial in tqdm(range(num_samples), desc="trials", unit="trial"):
-        config = {**tuning.sample_config(space, rng), "epochs": epochs, "seed": seed}
-        history, state = train_mlp(config, data, started)
-        trials.append({"trial": trial, "config": config, "history": history})
-        trial_best = max(h["val_accuracy"] for h in history)
-        if trial_best > best_accuracy:
-            best_accuracy, best_state = trial_best, state
-    return trials, best_state
+    with tqdm(total=args.num_samples, desc="trials finished", unit="trial") as progress:
+        study.optimize(objective, n_trials=args.num_samples, callbacks=[lambda study, trial: progress.update()])
+    return trials
 
 
 def main() -> None:
@@ -158,34 +132,35 @@ def main() -> None:
     data = {"arrays": arrays, "classes": CLASSES}
     print(f"Data: {args.train_rows:,} training and {args.val_rows:,} validation rows, {FEATURES} features, "
           f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, "
-          + ("Optuna + pruner, sequential" if args.search == "optuna" else "random search, sequential"))
+          + ("Optuna + pruner" if args.search == "optuna" else "random search") + ", one trial at a time")
 
     with cli.Timer() as timer:
-        trials, best_state = run_search(space, data, args.num_samples, args.epochs, args.seed, args.search)
-    best = max(trials, key=lambda t: max(h["val_accuracy"] for h in t["history"]))
-    best_epoch = max(best["history"], key=lambda h: h["val_accuracy"])
-    epochs_run = sum(len(t["history"]) for t in trials)
-    torch.save(best_state, output / "best_model.pt")
+        trials = run_search(space, data, args)
 
-    print(f"{'trial':>5} {'lr':>9} {'width':>5} {'weight_decay':>12} {'batch':>5} {'epochs':>6} {'best val acc':>12}")
+    print(f"{'trial':>8} {'lr':>9} {'width':>5} {'weight_decay':>12} {'batch':>5} {'epochs':>6} {'best val acc':>12}")
     for t in trials:
         c = t["config"]
-        print(f"{t['trial']:>5} {c['lr']:>9.2e} {c['width']:>5} {c['weight_decay']:>12.2e} {c['batch_size']:>5} "
-              f"{len(t['history']):>6} {max(h['val_accuracy'] for h in t['history']):>12.4f}")
+        print(f"{t['trial_id']:>8} {c['lr']:>9.2e} {c['width']:>5} {c['weight_decay']:>12.2e} {c['batch_size']:>5} "
+              f"{t['history'][-1]['epoch']:>6} {max(h['val_accuracy'] for h in t['history']):>12.4f}")
+    best = max(trials, key=lambda t: max(h["val_accuracy"] for h in t["history"]))
+    best_epoch = max(best["history"], key=lambda h: h["val_accuracy"])
+    best_checkpoint = output / "best_model.pt"
+    torch.save(best["best_state"], best_checkpoint)
     config = {k: best["config"][k] for k in tuning.HYPERPARAMETERS}
+    epochs_run = sum(len(t["history"]) for t in trials)
+    stopped_early = sum(t["history"][-1]["epoch"] < args.epochs for t in trials)
     print(f"Best: val_accuracy {best_epoch['val_accuracy']:.4f} at epoch {best_epoch['epoch']} with {config}")
-    stopped_early = sum(len(t["history"]) < args.epochs for t in trials)
-    print(f"Epochs run: {epochs_run} of {args.num_samples * args.epochs}; {stopped_early} trials stopped early "
-          f"by the pruner")
-    print(f"Work time: {timer.seconds:.2f} s, {args.num_samples} trials one after another")
-    trace = [(round(h["elapsed"], 3), h["val_accuracy"]) for t in trials for h in t["history"]]
+    print(f"Best checkpoint: {best_checkpoint}")
+    print(f"Epochs run: {epochs_run} of {args.num_samples * args.epochs}; {stopped_early} trials stopped early")
+    print(f"Work time: {timer.seconds:.2f} s")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
         answer={"best_val_accuracy": best_epoch["val_accuracy"]},
-        best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=str((output / "best_model.pt").resolve()),
-        search=args.search, trials=len(trials), trials_stopped_early=stopped_early, epochs_run=epochs_run, epochs_budget=args.num_samples * args.epochs,
+        best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=str(best_checkpoint.resolve()),
+        trials=[{k: t[k] for k in ("trial_id", "config", "history")} for t in trials],
+        trials_stopped_early=stopped_early, epochs_run=epochs_run,
+        epochs_budget=args.num_samples * args.epochs, search=args.search,
         num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows, val_rows=args.val_rows,
-        trace=trace,
     )
     print(f"Result: {path}")
 

@@ -6,9 +6,9 @@ search (sequential, every trial to the end), and Tune (the same Optuna sampler w
 own local Ray). It reports how long each takes to reach the Optuna baseline's best accuracy (within
 --tolerance), Tune's time as a share of the Optuna baseline's wall time (what parallel trials add), and the
 epochs each trained. Writes reports/ray_tune_metric_vs_time.{json,md,png}.
-The baseline writes its (seconds, accuracy) trace itself; for Tune the trace is read from what Tune stores
-anyway, every trial's result rows in the experiment folder (their `timestamp`, whole seconds): the taught
-script carries no benchmark fields.
+Both sides write every trial's per-epoch records into result.json; each record carries `timestamp` (when it was
+reported; whole seconds on the Tune side, which Tune adds to every result) and `time_total_s` (seconds since its
+trial started), so a search starts at the earliest `timestamp - time_total_s`.
 
     python ray_tune/benchmarks/metric_vs_time.py            # benchmark size (what make bench runs)
     python ray_tune/benchmarks/metric_vs_time.py --quick    # a small run that checks the set-up
@@ -42,12 +42,9 @@ def run_side(side: str, args: list[str], output: Path) -> dict:
     return json.loads((output / "result.json").read_text())
 
 
-def tune_trace(result: dict) -> list[tuple[float, float]]:
-    """(seconds since the search started, val_accuracy) of every epoch Tune recorded. A row's `timestamp` is
-    when it was reported (whole seconds); the search starts when the first trial started: the earliest row's
-    timestamp minus its `time_total_s`."""
-    rows = [json.loads(line) for path in Path(result["details"]["experiment"]).glob("trial_*/result.json")
-            for line in path.read_text().splitlines() if line.strip()]
+def epoch_trace(result: dict) -> list[tuple[float, float]]:
+    """(seconds since the search started, val_accuracy) of every epoch of every trial."""
+    rows = [row for trial in result["details"]["trials"] for row in trial["history"]]
     start = min(row["timestamp"] - row["time_total_s"] for row in rows)
     return [(round(row["timestamp"] - start, 3), row["val_accuracy"]) for row in rows]
 
@@ -88,8 +85,7 @@ def main() -> None:
     results = {name: run_side(side, script_args + extra, outputs / name) for name, (side, extra) in RUNS.items()}
 
     base, tune = results["optuna"], results["tune"]
-    traces = {name: results[name]["details"]["trace"] for name in RUNS if name != "tune"}
-    curves = {name: best_so_far(trace) for name, trace in {**traces, "tune": tune_trace(results["tune"])}.items()}
+    curves = {name: best_so_far(epoch_trace(results[name])) for name in RUNS}
     target = base["answer"]["best_val_accuracy"] - args.tolerance
     reached = {name: time_to_reach(curves[name], target) for name in RUNS}
     share = reached["tune"] / base["seconds"] if reached["tune"] is not None else None

@@ -1,9 +1,9 @@
 """Hyperparameter search for a small PyTorch MLP with Ray Tune: parallel trials, ASHA early stopping, Optuna.
 
-The same search as the baseline (same search space, same number of trials), but the trials run in parallel,
-each reports its validation score and a checkpoint after every epoch, the ASHA scheduler stops trials that
-fall behind, and Optuna proposes the next configuration from the scores so far. A stopped experiment
-continues with --restore, and a trial whose process dies continues from its last checkpoint.
+The same search as the baseline (same search space, same number of trials, the same TPE sampler), but the
+trials run in parallel, each reports its metrics and a checkpoint to Tune after every epoch, and the ASHA
+scheduler stops trials that fall behind. A stopped experiment continues with --restore, and a trial whose
+process dies continues from its last checkpoint.
 
 Twin: ray_tune/baseline/tune_mlp.py (diff the two files to see the Ray changes; the numbered
 comments [1]..[10] are explained in ray_tune/README.md).
@@ -32,7 +32,7 @@ from workshop.data import make_classification_problem
 
 MODULE, PAIR, SIDE = "ray_tune", "tune_mlp", "ray_version"
 FEATURES, CLASSES = 16, 4  # shape of the generated classification problem
-REPORTED_METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}  # what train_mlp reports
+HISTORY = ["epoch", "train_loss", "val_loss", "val_accuracy", "timestamp", "time_total_s", "resumed_from_epoch"]
 
 # The search space, written with the names of ray.tune's sampling functions (randint bounds: high excluded).
 SEARCH_SPACE = {
@@ -72,17 +72,16 @@ def evaluate(model, X, y) -> tuple[float, float]:
 
 
 def train_mlp(config: dict, data: dict) -> None:
-    """One trial: train one configuration, report metrics and a checkpoint to Tune after every epoch."""
-    X_train, y_train, X_val, y_val = (torch.tensor(a) for a in data["arrays"])  # a copy: trials may share the arrays
+    """One trial: train one configuration, report each epoch's metrics and a checkpoint to Tune."""
+    X_train, y_train, X_val, y_val = (torch.tensor(a) for a in data["arrays"])
     torch.manual_seed(config["seed"])
     model = make_model(X_train.shape[1], config["width"], data["classes"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # no "Checkpoint created" per epoch
     start_epoch = 0
-    checkpoint = tune.get_checkpoint()  # [1] set when the trial is resumed (restore, or a retry after a crash)
-    if checkpoint:
+    if checkpoint := tune.get_checkpoint():  # [1] set when the trial is resumed (restore, or a retry after a crash)
         with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / "state.pt")
+            state = torch.load(Path(folder) / "state.pt", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"]
@@ -92,57 +91,55 @@ def train_mlp(config: dict, data: dict) -> None:
         with tempfile.TemporaryDirectory() as folder:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1},
                        Path(folder) / "state.pt")
-            tune.report(  # [2] Tune records the metrics and copies the checkpoint to storage; ASHA may stop us here
-                {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy,
-                 "resumed_from_epoch": start_epoch},
+            tune.report(  # [2] Tune records the metrics and copies the checkpoint; ASHA may stop the trial here
+                {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                 "val_accuracy": val_accuracy, "resumed_from_epoch": start_epoch},
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
 
 
 class SearchProgress(tune.Callback):
-    """A progress bar over finished trials, in the driver."""
+    """A progress bar over finished trials, in the driver. Tune saves callbacks with the experiment: the copy
+    that comes back with --restore has no bar."""
 
-    def __init__(self, num_samples: int, disable: bool = False):
-        self.bar = tqdm(total=num_samples, desc="trials finished", unit="trial", disable=disable)
+    def __init__(self, num_samples: int):
+        self.bar = tqdm(total=num_samples, desc="trials finished", unit="trial")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if self.bar is not None:  # None: a copy restored with the experiment (see __getstate__)
+        if self.bar is not None:
             self.bar.update()
 
-    def __getstate__(self):  # Tune saves callbacks with the experiment; the restored copy stays silent
+    def __getstate__(self):
         return {"bar": None}
 
 
-def run_search(space, data, args, experiment: Path, callbacks: list) -> tune.ResultGrid:
-    """Tune: trials in parallel, ASHA stops the weak ones early, Optuna picks the next configurations."""
+def run_search(space: dict, data: dict, args, experiment: Path, callbacks: list) -> tune.ResultGrid:
+    """Tune: trials in parallel; ASHA stops the weak ones early, Optuna's TPE picks the next configurations."""
     trainable = tune.with_resources(  # [3] each trial holds 1 CPU: that many trials run at once
         tune.with_parameters(train_mlp, data=data),  # [4] data to the object store once
         {"cpu": 1},
     )
     if args.restore:
-        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)  # [5]
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={**tuning.to_tune_space(space), "epochs": args.epochs, "seed": args.seed},
-            tune_config=tune.TuneConfig(
-                metric=args.metric, mode=REPORTED_METRICS[args.metric], num_samples=args.num_samples,
-                search_alg=OptunaSearch(seed=args.seed),  # [6] a model-based searcher proposes configurations
-                scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [7] stops laggards
-                max_concurrent_trials=args.max_concurrent_trials,
-                reuse_actors=True,  # the process of a finished trial runs the next one: no process start per trial
-                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",  # short folder names
-            ),
-            run_config=tune.RunConfig(
-                name=experiment.name, storage_path=str(experiment.parent),  # [5] absolute; restore reads it back
-                failure_config=tune.FailureConfig(max_failures=2),  # [8] a crashed trial resumes from its checkpoint
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=1, checkpoint_score_attribute=args.metric,
-                    checkpoint_score_order=REPORTED_METRICS[args.metric],
-                ),  # keep each trial's best checkpoint, and its latest for resuming
-                callbacks=callbacks, verbose=2 if args.verbose else 0,  # our own progress bar instead of Tune's tables
-            ),
-        )
+        return tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True).fit()  # [5]
+    tuner = tune.Tuner(
+        trainable,
+        param_space={**tuning.to_tune_space(space), "epochs": args.epochs, "seed": args.seed},
+        tune_config=tune.TuneConfig(
+            metric="val_accuracy", mode="max", num_samples=args.num_samples,
+            search_alg=OptunaSearch(seed=args.seed),  # [6] the baseline's TPE sampler, as Tune's searcher
+            scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [7] = the pruner
+            max_concurrent_trials=args.max_concurrent_trials,
+            reuse_actors=True,  # the process of a finished trial runs the next one: no process start per trial
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",  # short folder names
+        ),
+        run_config=tune.RunConfig(
+            name=experiment.name, storage_path=str(experiment.parent),  # [5] absolute; restore reads it back
+            failure_config=tune.FailureConfig(max_failures=2),  # [8] a crashed trial resumes from its checkpoint
+            checkpoint_config=tune.CheckpointConfig(  # each trial's best checkpoint, and its latest for resuming
+                num_to_keep=1, checkpoint_score_attribute="val_accuracy", checkpoint_score_order="max"),
+            callbacks=callbacks, verbose=2 if args.verbose else 0,  # our own progress bar instead of Tune's tables
+        ),
+    )
     return tuner.fit()
 
 
@@ -154,8 +151,6 @@ def main() -> None:
     parser.add_argument("--val-rows", type=cli.positive_int, default=5_000, help="rows in the validation set")
     parser.add_argument("--search-space", type=Path, default=None,
                         help="JSON file with the search space (default: SEARCH_SPACE in this file)")
-    parser.add_argument("--metric", default="val_accuracy",
-                        help="reported metric to optimise (accuracy is maximised, losses minimised)")
     parser.add_argument("--max-concurrent-trials", type=cli.positive_int, default=None,
                         help="trials running at once (default: one per CPU of the cluster; smoke test: 2)")
     parser.add_argument("--restore", action="store_true",
@@ -172,16 +167,12 @@ def main() -> None:
             space = tuning.load_search_space(args.search_space)
         except ValueError as exc:
             parser.error(str(exc))
-    if args.metric not in REPORTED_METRICS:  # Tune would only notice at the first result, after start-up
-        parser.error(f"--metric {args.metric!r} is never reported by the trainable; choose one of "
-                     f"{', '.join(REPORTED_METRICS)}")
     experiment = (args.output / PAIR).resolve()  # [5] Tune wants an absolute storage path
     if args.restore and not tune.Tuner.can_restore(experiment):
         cli.fail(f"no Tune experiment to restore in {experiment}; run once without --restore first")
     output = cli.prepare_output(args.output)
     if not args.restore:
         shutil.rmtree(experiment, ignore_errors=True)  # a new run starts over instead of mixing with the old one
-
     # Tune saves its experiment state whenever it deletes an old checkpoint (num_to_keep), and warns when that
     # happens every few seconds. With epochs of a second and a tiny state that is expected and cheap.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -196,49 +187,53 @@ def main() -> None:
     arrays = make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
     data = {"arrays": arrays, "classes": CLASSES}
     print(f"Data: {args.train_rows:,} training and {args.val_rows:,} validation rows, {FEATURES} features, "
-          f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, Optuna + ASHA, "
-          f"{ray.cluster_resources().get('CPU', 0):.0f} Ray CPUs")
+          f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, "
+          f"Optuna + ASHA, {ray.cluster_resources().get('CPU', 0):.0f} Ray CPUs")
 
-    progress = SearchProgress(args.num_samples, disable=args.restore)  # restore: callbacks come back from storage
+    progress = [] if args.restore else [SearchProgress(args.num_samples)]  # restore: it comes back from storage
     with cli.Timer() as timer:
-        results = run_search(space, data, args, experiment, [] if args.restore else [progress])
+        results = run_search(space, data, args, experiment, progress)
     if args.trace:  # [10] every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
-    progress.bar.close()
+    if progress:
+        progress[0].bar.close()
     if results.errors:  # a trial that failed more than max_failures times
         cli.fail(f"{len(results.errors)} trial(s) failed; first error: {str(results.errors[0]).strip().splitlines()[-1]}")
-    frame = results.get_dataframe()  # one row per trial: its last reported metrics and its config
-    mode = REPORTED_METRICS[args.metric]
-    best = results.get_best_result(metric=args.metric, mode=mode, scope="all")  # best epoch of any trial
-    best_checkpoint = best.get_best_checkpoint(metric=args.metric, mode=mode)
-    best_accuracy = float(best.metrics_dataframe["val_accuracy"].max())
-    epochs_run = int(frame["training_iteration"].sum())
-    stopped_early = int((frame["training_iteration"] < args.epochs).sum())
-    history = [r.metrics_dataframe for r in results]  # one row per reported epoch, per trial
-    resumed = sum(int((h["resumed_from_epoch"] > 0).any()) for h in history if "resumed_from_epoch" in h)
-    complete = results.num_terminated == args.num_samples  # else: stopped by Ctrl-C
+    trials = [{"trial_id": r.metrics["trial_id"], "config": r.config,  # the same records as the baseline's
+               "history": r.metrics_dataframe[HISTORY].to_dict("records"),
+               "best_checkpoint": r.get_best_checkpoint("val_accuracy", "max")}
+              for r in results if r.checkpoint]  # trials that reported an epoch (Ctrl-C may stop the rest sooner)
 
-    columns = {f"config/{k}": k for k in tuning.HYPERPARAMETERS}
-    table = frame[["trial_id", *columns, "training_iteration", "val_accuracy"]].rename(columns=columns)
-    print(table.rename(columns={"training_iteration": "epochs", "val_accuracy": "last val acc"}).to_string(
-        index=False, float_format=lambda v: f"{v:.4g}"))
-    config = {k: best.config[k] for k in tuning.HYPERPARAMETERS}
-    print(f"Best: val_accuracy {best_accuracy:.4f} with {config}")
-    print(f"Best checkpoint: {best_checkpoint.path}")
-    print(f"Epochs run: {epochs_run} of {args.num_samples * args.epochs}; {stopped_early} trials stopped early by ASHA")
+    print(f"{'trial':>8} {'lr':>9} {'width':>5} {'weight_decay':>12} {'batch':>5} {'epochs':>6} {'best val acc':>12}")
+    for t in trials:
+        c = t["config"]
+        print(f"{t['trial_id']:>8} {c['lr']:>9.2e} {c['width']:>5} {c['weight_decay']:>12.2e} {c['batch_size']:>5} "
+              f"{t['history'][-1]['epoch']:>6} {max(h['val_accuracy'] for h in t['history']):>12.4f}")
+    best = max(trials, key=lambda t: max(h["val_accuracy"] for h in t["history"]))
+    best_epoch = max(best["history"], key=lambda h: h["val_accuracy"])
+    best_checkpoint = best["best_checkpoint"].path
+    config = {k: best["config"][k] for k in tuning.HYPERPARAMETERS}
+    epochs_run = sum(len(t["history"]) for t in trials)
+    stopped_early = sum(t["history"][-1]["epoch"] < args.epochs for t in trials)
+    print(f"Best: val_accuracy {best_epoch['val_accuracy']:.4f} at epoch {best_epoch['epoch']} with {config}")
+    print(f"Best checkpoint: {best_checkpoint}")
+    print(f"Epochs run: {epochs_run} of {args.num_samples * args.epochs}; {stopped_early} trials stopped early")
     print(f"Work time: {timer.seconds:.2f} s (Ray start-up {startup:.1f} s, not included)")
+    resumed = sum(any(h["resumed_from_epoch"] for h in t["history"]) for t in trials)
     if resumed:
         print(f"{resumed} trial(s) resumed from a checkpoint (after a restore, or after their process died).")
+    complete = results.num_terminated == args.num_samples
     if not complete:
-        print(f"Stopped early (Ctrl-C) with {len(frame)} of {args.num_samples} trials started. "
+        print(f"Stopped early (Ctrl-C) with {len(trials)} of {args.num_samples} trials started. "
               f"Continue with the same command plus --restore; finished trials are not run again.")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
-        answer={"best_val_accuracy": best_accuracy},
-        best_config=config, best_checkpoint=best_checkpoint.path, experiment=str(experiment),
-        trials=len(frame), complete=complete, restored=args.restore,
-        trials_stopped_early=stopped_early, epochs_run=epochs_run, epochs_budget=args.num_samples * args.epochs,
-        trials_resumed_from_checkpoint=resumed, startup_seconds=startup,
+        answer={"best_val_accuracy": best_epoch["val_accuracy"]},
+        best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=best_checkpoint,
+        trials=[{k: t[k] for k in ("trial_id", "config", "history")} for t in trials],
+        trials_stopped_early=stopped_early, epochs_run=epochs_run,
+        epochs_budget=args.num_samples * args.epochs, complete=complete, restored=args.restore,
+        trials_resumed_from_checkpoint=resumed, startup_seconds=startup, experiment=str(experiment),
         num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows, val_rows=args.val_rows,
     )
     print(f"Result: {path}")
