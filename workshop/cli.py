@@ -44,7 +44,8 @@ def make_parser(doc: str, *, module: str, pair: str, side: str) -> argparse.Argu
         )
         parser.add_argument(
             "--verbose", action="store_true",
-            help="also show Ray's own log lines on the console (Ray Train's reports, Tune's tables); "
+            help="also show Ray's own log lines on the console (Ray Train's reports, Tune's tables, Ray Data's "
+                 "plans, the vLLM engine's output); "
                  "by default they go to Ray's log files only",
         )
     return parser

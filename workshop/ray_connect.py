@@ -20,6 +20,7 @@ Nothing in this module imports Ray until a Ray script calls it, so the baselines
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -126,9 +127,18 @@ def _excepthook(kind, exc, tb, _default=sys.excepthook) -> None:
     _default(kind, exc, tb)
 
 
-def preflight() -> None:
+def preflight(worker_logs: bool = True) -> None:
     """Before `ray.init()`: fail in seconds if RAY_ADDRESS does not answer, bound the time ray.init() may wait,
-    and make an exception raised inside ray.init() one line (wrong token, dashboard port, ...)."""
+    and make an exception raised inside ray.init() one line (wrong token, dashboard port, ...).
+
+    worker_logs=False: what Ray's worker processes print stays in their log files (the session's logs folder,
+    /tmp/ray/session_latest/logs on the machine that runs them) instead of being copied to this console:
+    `ray.init(log_to_driver=False)`, for the scripts whose workers are a library's chatty engine (vLLM).
+    """
+    if not worker_logs and "RAY_LOG_TO_DRIVER" not in os.environ:
+        from ray._private import ray_constants  # what a plain ray.init() reads for log_to_driver
+
+        ray_constants.RAY_LOG_TO_DRIVER = False
     sys.excepthook = _excepthook
     address = os.environ.get("RAY_ADDRESS", "").strip()
     if address in ("", "local"):
@@ -150,3 +160,12 @@ def require_resources(amount: float = 1, resource: str = "CPU", why: str = "") -
         _fail(f"the Ray cluster has {have:g} {resource}s and this script needs at least {amount:g}{why}, so its work "
               f"would wait forever; ask for less, or add a node (ray start --address=<head>:6379 --num-cpus=N, "
               f"--num-gpus=N) and check `ray status`")
+
+
+def quiet_console(logger: str = "ray.data") -> None:
+    """Keep a Ray library's INFO lines (Ray Data: execution plans, size estimates, "execution finished") out of the
+    console; they still go to its log file (ray-data.log in the session's logs folder), and warnings still print.
+    Ray Data sets up its handlers when it is imported: a console one and a session-file one."""
+    for handler in logging.getLogger(logger).handlers:
+        if isinstance(handler, logging.StreamHandler):  # the console handler; the file handler is not a stream one
+            handler.setLevel(logging.WARNING)

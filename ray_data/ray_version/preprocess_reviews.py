@@ -233,6 +233,8 @@ def main() -> None:
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [8] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(1)
+    if not args.verbose:  # Ray Data's INFO lines to its log file only (its progress bars stay)
+        ray_connect.quiet_console("ray.data")
     startup = time.perf_counter() - started
     cpus = int(ray.cluster_resources().get("CPU", 1))
     workers = args.workers or max(1, cpus // 2)

@@ -147,7 +147,7 @@ def main() -> None:
     best_checkpoint = output / "best_model.pt"
     torch.save(best["best_state"], best_checkpoint)
     config = {k: best["config"][k] for k in tuning.HYPERPARAMETERS}
-    epochs_run = sum(len(t["history"]) for t in trials)
+    epochs_run = sum(t["history"][-1]["epoch"] for t in trials)  # the epoch each trial reached
     stopped_early = sum(t["history"][-1]["epoch"] < args.epochs for t in trials)
     print(f"Best: val_accuracy {best_epoch['val_accuracy']:.4f} at epoch {best_epoch['epoch']} with {config}")
     print(f"Best checkpoint: {best_checkpoint}")

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import ray
 import torch
 from ray import tune
@@ -115,6 +116,7 @@ class SearchProgress(tune.Callback):
 
 def run_search(space: dict, data: dict, args, experiment: Path, callbacks: list) -> tune.ResultGrid:
     """Tune: trials in parallel; ASHA stops the weak ones early, Optuna's TPE picks the next configurations."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial: the table below says it all
     trainable = tune.with_resources(  # [3] each trial holds 1 CPU: that many trials run at once
         tune.with_parameters(train_mlp, data=data),  # [4] data to the object store once
         {"cpu": 1},
@@ -178,6 +180,7 @@ def main() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not args.verbose:  # Tune's new output engine prints its configuration box even at verbose=0; the old one not
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        logging.getLogger("ray.tune").setLevel(logging.WARNING)  # nor "Wrote the latest version of all result files"
     started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [9] start Ray on this machine, or join the cluster named by RAY_ADDRESS
@@ -213,7 +216,7 @@ def main() -> None:
     best_epoch = max(best["history"], key=lambda h: h["val_accuracy"])
     best_checkpoint = best["best_checkpoint"].path
     config = {k: best["config"][k] for k in tuning.HYPERPARAMETERS}
-    epochs_run = sum(len(t["history"]) for t in trials)
+    epochs_run = sum(t["history"][-1]["epoch"] for t in trials)  # the epoch each trial reached
     stopped_early = sum(t["history"][-1]["epoch"] < args.epochs for t in trials)
     print(f"Best: val_accuracy {best_epoch['val_accuracy']:.4f} at epoch {best_epoch['epoch']} with {config}")
     print(f"Best checkpoint: {best_checkpoint}")

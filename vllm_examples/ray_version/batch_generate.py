@@ -65,6 +65,7 @@ def build_generator(model_name: str, args):
         # [5] the light CPU stages (and pre/postprocess below) take a fifth of a CPU each, so that an engine
         # always finds its CPU, also on a 2-CPU laptop; with 1 CPU each they could starve it and hang
         chat_template_stage=light, tokenize_stage=light, detokenize_stage=light,
+        runtime_env={"env_vars": {"VLLM_LOGGING_LEVEL": "INFO" if args.verbose else "WARNING"}},  # vLLM's INFO lines
     )
     return build_processor(
         config,
@@ -124,9 +125,11 @@ def main() -> None:
     prompt_rows = load_prompts(args)
 
     started = time.perf_counter()
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray_connect.preflight(worker_logs=args.verbose)  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [8] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     ray_connect.require_resources(1)
+    if not args.verbose:  # Ray Data's INFO lines to its log file only (its progress bars stay)
+        ray_connect.quiet_console("ray.data")
     startup = time.perf_counter() - started
     gpus = ray.cluster_resources().get("GPU", 0)
     if args.use_gpu and gpus < args.engines * args.tensor_parallel_size:

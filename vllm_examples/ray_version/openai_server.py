@@ -121,7 +121,7 @@ def main() -> None:
     output = cli.prepare_output(args.output) if self_test else args.output
 
     started = time.perf_counter()
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray_connect.preflight(worker_logs=args.verbose)  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [6] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     ray_connect.require_resources(1)
     gpus = ray.cluster_resources().get("GPU", 0)
