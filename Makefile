@@ -9,7 +9,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean cluster-up cluster-down
+.PHONY: setup demo test test-slow bench clean cluster-up cluster-down
 
 # requirements-vllm.txt is installed with --no-deps: vLLM declares torchvision/torchaudio/torchcodec, which
 # break transformers with the CPU torch (its other dependencies are pinned in requirements.txt).
@@ -29,8 +29,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m tools.tour
 
+# make test: the suite within 10 minutes on 2 cores; make test-slow: the tests marked slow (the LLM pairs, Ray Jobs,
+# a Train kill: about N more minutes). CI (.ci/run) runs both.
 test: $(STAMP)
-	$(PY) -m pytest --durations=15
+	$(PY) -m pytest -m "not slow" --durations=15
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow --durations=15
 
 bench: $(STAMP)
 	$(PY) -m tools.tour --bench

@@ -6,8 +6,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,14 +19,88 @@ from tools import cluster as local_cluster
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    """SIGTERM (a CI timeout, `kill`) stops the run as Ctrl-C does: pytest then tears the session's fixtures down,
+    the test cluster among them, instead of leaving its processes running."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# Where the session's test cluster is recorded while it runs, so that a later session can remove it if this one
+# was killed (SIGKILL, a lost machine) before it could stop it.
+CLUSTER_STATE = Path(os.environ.get("WORKSHOP_TEST_CLUSTER_STATE", ROOT / ".ray-cluster" / "test-cluster.json"))
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """Head + worker node, token authentication on; stopped at the end, also after a failure."""
+    """Head + worker node, token authentication on; stopped at the end, also after a failure, Ctrl-C or SIGTERM.
+    A cluster an earlier session left behind (recorded in CLUSTER_STATE, and still ours) is stopped first."""
+    if CLUSTER_STATE.exists():
+        try:
+            stale = local_cluster.LocalCluster.load(CLUSTER_STATE)
+        except (ValueError, KeyError, OSError):
+            stale = None
+        if stale is not None and stale.alive():
+            stale.stop()
+        CLUSTER_STATE.unlink(missing_ok=True)
     cluster = local_cluster.start()
     try:
+        cluster.save(CLUSTER_STATE)
         yield cluster
     finally:
         cluster.stop()
+        CLUSTER_STATE.unlink(missing_ok=True)
+
+
+@dataclass
+class SmokeRun:
+    """One side of one pair, run once at smoke size: its process, its output folder and result."""
+    proc: subprocess.CompletedProcess
+    output: Path
+    trace: Path | None
+
+    @property
+    def result(self) -> dict:
+        assert self.proc.returncode == 0, f"failed:\n{self.proc.stdout[-2000:]}\n{self.proc.stderr[-3000:]}"
+        return json.loads((self.output / "result.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def smoke_run(request, tmp_path_factory):
+    """`smoke_run(pair, side)`: the pair side's smoke run (the pairs.toml `smoke` arguments), once per session.
+
+    The generic pair test and the module tests that look closer at one side's answer share it instead of each
+    running the script again. The baseline runs plainly from the repository root; the Ray side runs lifted out
+    of the repository, as a learner copies it into a project (its module folder and workshop/ in a fresh
+    folder; the converted model shared through WORKSHOP_MODEL_CACHE), against the two-node test cluster, with
+    --trace."""
+    from workshop import models
+
+    runs: dict[tuple[str, str, str], SmokeRun] = {}
+
+    def get(pair, side: str) -> SmokeRun:
+        key = (pair.module, pair.name, side)
+        if key not in runs:
+            folder = tmp_path_factory.mktemp(f"{pair.name}_{side}")
+            out, trace = folder / "out", None
+            args = [*pair.spec["smoke"], "--output", out]
+            script = pair.script(side).relative_to(ROOT)
+            if side == "ray_version":
+                cluster = request.getfixturevalue("ray_cluster")
+                env = cluster.env(base_env())
+                env["WORKSHOP_MODEL_CACHE"] = str(models.CACHE)
+                trace = folder / "trace.json"
+                proc = run(script, *args, "--trace", trace, env=env, timeout=540,
+                           cwd=lift_out(pair.module, folder / "project"))
+            else:
+                proc = run(script, *args, timeout=540)
+            runs[key] = SmokeRun(proc, out, trace)
+        return runs[key]
+
+    return get
 
 
 def base_env() -> dict[str, str]:

@@ -119,6 +119,7 @@ def nodes_of(report: dict, class_name: str) -> set[str]:
 
 @pytest.mark.ray_cluster
 @pytest.mark.timeout(600)
+@pytest.mark.slow
 def test_one_script_per_module_through_ray_jobs_uses_both_nodes(ray_cluster, tmp_path):
     env = ray_cluster.env(base_env())
     out = {m: tmp_path / m for m in ("core", "data", "train", "tune", "serve")}
@@ -223,6 +224,7 @@ def group_members(pgid: int) -> list[int]:
 
 @pytest.mark.ray_cluster
 @pytest.mark.timeout(420)
+@pytest.mark.slow
 def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
     """`make cluster-up` (tools.cluster up) starts its own cluster: 1 CPU on the head, 3 on the worker node.
     The worker node is killed while bootstrap tasks run on it; Ray re-runs them on the head, and the answer is
@@ -390,3 +392,66 @@ def test_kuberay_manifests_pin_the_ray_version_and_run_a_real_script():
     for requirement in runtime_env["pip"]:  # the same pins as requirements.txt
         name, _, pinned = requirement.partition("==")
         assert pinned == requirement_pin(name), requirement
+
+
+def cluster_processes(temp_dir: str) -> list[int]:
+    """Live processes of the test cluster whose files are in temp_dir (GCS, raylets, workers, dashboard, ...)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if temp_dir in " ".join(proc.info["cmdline"] or []):
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+HOLD_TEST = '''
+import json, os, time
+
+def test_hold(ray_cluster):
+    marker = os.environ["HOLD_MARKER"]
+    with open(marker + ".tmp", "w") as f:
+        json.dump({"temp_dir": str(ray_cluster.temp_dir)}, f)
+    os.replace(marker + ".tmp", marker)
+    time.sleep(600)
+'''
+
+
+@pytest.mark.timeout(240)
+def test_a_killed_test_run_leaves_no_ray_process_behind(tmp_path):
+    """pytest killed with SIGKILL cannot stop its cluster: the next session finds it (the state file) and stops
+    it before starting its own; that session, stopped with SIGTERM (a CI timeout), stops its own cluster."""
+    (tmp_path / "test_hold.py").write_text(HOLD_TEST)
+    env = {**base_env(), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+           "WORKSHOP_TEST_CLUSTER_STATE": str(tmp_path / "state.json")}
+
+    def start_session(name: str) -> tuple[subprocess.Popen, str]:
+        marker = tmp_path / f"{name}.json"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider", "test_hold.py"],
+            cwd=tmp_path, env={**env, "HOLD_MARKER": str(marker)}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert marker.exists(), f"the {name} session never had its cluster up (exit {proc.poll()})"
+        return proc, json.loads(marker.read_text())["temp_dir"]
+
+    first, first_dir = start_session("first")
+    assert cluster_processes(first_dir), "the first session's cluster should be running"
+    os.killpg(first.pid, signal.SIGKILL)  # pytest itself only: its cluster runs in its own process groups
+    first.wait()
+    assert cluster_processes(first_dir), "SIGKILL gave pytest no chance to stop its cluster"
+
+    second, second_dir = start_session("second")
+    assert not cluster_processes(first_dir), "the next session should have stopped the stale cluster"
+    second.send_signal(signal.SIGTERM)
+    second.wait(timeout=90)
+    deadline = time.monotonic() + 20
+    while cluster_processes(second_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not cluster_processes(second_dir), "SIGTERM should stop the session's cluster"
+    assert not (tmp_path / "state.json").exists()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import base_env, last_line, load_script, run, run_and_kill, task_attempts
+from tools import tour
 
 BOOTSTRAP = "ray_core/{side}/bootstrap_auc.py"
 PARAMETER_SERVER = "ray_core/{side}/parameter_server.py"
@@ -38,15 +39,11 @@ def read_result(folder):
 
 
 @pytest.fixture(scope="module")
-def baseline_answers(tmp_path_factory):
-    """Smoke answers of both baselines (plain Python, no Ray)."""
-    answers = {}
-    for name, script in (("bootstrap", BOOTSTRAP), ("ps", PARAMETER_SERVER)):
-        out = tmp_path_factory.mktemp(name)
-        proc = run(script.format(side="baseline"), "--smoke-test", "--output", out)
-        assert proc.returncode == 0, proc.stderr
-        answers[name] = read_result(out)["answer"]
-    return answers
+def baseline_answers(smoke_run):
+    """Smoke answers of both baselines (plain Python, no Ray), shared with the pair tests."""
+    pairs = {pair.name: pair for pair in tour.discover(["ray_core"])}
+    return {name: smoke_run(pairs[pair], "baseline").result["answer"]
+            for name, pair in (("bootstrap", "bootstrap_auc"), ("ps", "parameter_server"))}
 
 
 def test_pool_and_sequential_agree(tmp_path, baseline_answers):

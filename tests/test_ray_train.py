@@ -9,6 +9,9 @@ import json
 import pytest
 
 from conftest import base_env, last_line, run, run_and_kill
+from tools import tour
+
+PAIRS = {pair.name: pair for pair in tour.discover() if pair.module == "ray_train"}
 
 CLASSIFIER = "ray_train/{side}/train_classifier.py"
 FINETUNE = "ray_train/{side}/finetune_lora.py"
@@ -22,12 +25,10 @@ def read_result(folder):
 
 
 @pytest.fixture(scope="module")
-def baseline_classifier(tmp_path_factory):
-    """One uninterrupted single-process smoke run: its result and its output folder."""
-    out = tmp_path_factory.mktemp("classifier_baseline")
-    proc = run(CLASSIFIER.format(side="baseline"), "--smoke-test", "--output", out)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return read_result(out), out
+def baseline_classifier(smoke_run):
+    """One uninterrupted single-process smoke run (the one the pair test compares): its result and its folder."""
+    run_ = smoke_run(PAIRS["train_classifier"], "baseline")
+    return run_.result, run_.output
 
 
 @pytest.mark.timeout(120)
@@ -53,6 +54,7 @@ LONGER = ["--rows", "16000", "--hidden", "64", "--epochs", "16"]
 
 @pytest.mark.ray_cluster
 @pytest.mark.timeout(400)
+@pytest.mark.slow
 def test_ray_train_recovers_from_a_killed_worker_process(ray_cluster, tmp_path):
     """SIGKILL a training worker from outside once epoch 4 has begun: Ray Train restarts the worker group from the
     latest checkpoint it has taken in (a report is registered by the controller shortly after the worker makes
@@ -88,22 +90,18 @@ def test_resume_from_a_missing_or_unreadable_checkpoint_is_one_clear_line(side, 
 
 
 # ---- finetune_lora: SmolLM2 learns to answer a review's sentiment in exactly one word ----
-def finetune(side: str, out, env=None) -> dict:
-    proc = run(FINETUNE.format(side=side), "--smoke-test", "--output", out, env=env, timeout=560)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return read_result(out)
+@pytest.fixture(scope="module")
+def finetune_baseline(smoke_run):
+    """The baseline's smoke run, shared with the pair test: its result and its output folder."""
+    run_ = smoke_run(PAIRS["finetune_lora"], "baseline")
+    return run_.result, run_.output
 
 
 @pytest.fixture(scope="module")
-def finetune_baseline(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finetune_baseline")
-    return finetune("baseline", out), out
-
-
-@pytest.fixture(scope="module")
-def finetune_ray(ray_cluster, tmp_path_factory):
-    out = tmp_path_factory.mktemp("finetune_ray")
-    return finetune("ray_version", out, ray_cluster.env(base_env())), out
+def finetune_ray(smoke_run):
+    """The Ray side's smoke run on the test cluster (lifted out of the repository), shared with the pair test."""
+    run_ = smoke_run(PAIRS["finetune_lora"], "ray_version")
+    return run_.result, run_.output
 
 
 def assert_learned_the_one_word_answer(result: dict, folder) -> None:
@@ -122,12 +120,14 @@ def assert_learned_the_one_word_answer(result: dict, folder) -> None:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.slow
 def test_finetune_baseline_teaches_the_one_word_answer(finetune_baseline):
     assert_learned_the_one_word_answer(*finetune_baseline)
 
 
 @pytest.mark.ray_cluster
 @pytest.mark.timeout(600)
+@pytest.mark.slow
 def test_finetune_ray_version_teaches_it_too_and_agrees_with_the_baseline(finetune_ray, finetune_baseline):
     result, folder = finetune_ray
     assert_learned_the_one_word_answer(result, folder)
@@ -139,6 +139,7 @@ def test_finetune_ray_version_teaches_it_too_and_agrees_with_the_baseline(finetu
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("side", ["baseline", pytest.param("ray_version", marks=pytest.mark.ray_cluster)])
+@pytest.mark.slow
 def test_the_saved_adapter_loads_onto_the_base_model_and_answers_in_one_word(side, request):
     """Independent of the scripts: peft puts the saved adapter on a fresh base model, which then answers reviews
     it has never seen (another seed) with exactly the right word."""

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT, base_env, last_line, run, run_and_kill
+from tools import tour
 from workshop import tuning
 
 SCRIPT = "ray_tune/{side}/tune_mlp.py"
@@ -43,11 +44,10 @@ def trial_state(experiment):
 
 
 @pytest.fixture(scope="module")
-def baseline_smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("baseline")
-    proc = run(SCRIPT.format(side="baseline"), "--smoke-test", "--output", out)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return read_result(out)
+def baseline_smoke(smoke_run):
+    """The baseline's smoke run, shared with the pair test."""
+    [pair] = [p for p in tour.discover(["ray_tune"]) if p.name == "tune_mlp"]
+    return smoke_run(pair, "baseline").result
 
 
 def test_baseline_optuna_prunes_trials_that_fall_behind(baseline_smoke):
