@@ -421,6 +421,7 @@ def test_hold(ray_cluster):
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.slow  # two cluster starts, about 50 s
 def test_a_killed_test_run_leaves_no_ray_process_behind(tmp_path):
     """pytest killed with SIGKILL cannot stop its cluster: the next session finds it (the state file) and stops
     it before starting its own; that session, stopped with SIGTERM (a CI timeout), stops its own cluster."""

@@ -40,6 +40,14 @@ def test_match_fraction_rule():
     assert tour.compare({"n": 4, "digests": []}, {"n": 4, "digests": []}, rule)
 
 
+def test_metric_rule_with_exact_keys():
+    rule = {"metric": "accuracy", "max_diff": 0.02, "exact": ["epochs"]}
+    assert tour.compare({"accuracy": 0.90, "epochs": 6, "loss": 1.0}, {"accuracy": 0.91, "epochs": 6, "loss": 9.0},
+                        rule) == []
+    assert tour.compare({"accuracy": 0.90, "epochs": 6}, {"accuracy": 0.90, "epochs": 5}, rule), "fewer epochs"
+    assert tour.compare({"accuracy": 0.90, "epochs": 6}, {"accuracy": 0.90}, rule), "an exact key missing"
+
+
 def test_metric_rule():
     rule = {"metric": "accuracy", "max_diff": 0.02}
     assert tour.compare({"accuracy": 0.90, "loss": 1.0}, {"accuracy": 0.91, "loss": 9.0}, rule) == []

@@ -103,7 +103,10 @@ def compare(baseline: Any, ray: Any, rule: Any, path: str = "answer") -> list[st
             a, b = float(baseline[name]), float(ray[name])
         except (KeyError, TypeError, ValueError):
             return [f"{path}.{name} missing or not a number on one side"]
-        return [] if abs(a - b) <= max_diff else [f"{path}.{name}: {a:.6g} vs {b:.6g} (allowed {max_diff})"]
+        exact = [d for key in rule.get("exact", [])  # keys that must also be equal, value for value
+                 for d in (compare(baseline[key], ray[key], "exact", f"{path}.{key}")
+                           if key in baseline and key in ray else [f"{path}.{key} missing on one side"])]
+        return exact + ([] if abs(a - b) <= max_diff else [f"{path}.{name}: {a:.6g} vs {b:.6g} (allowed {max_diff})"])
     if isinstance(rule, dict) and "match_fraction" in rule:
         name, needed = rule["list"], float(rule["match_fraction"])
         a, b = (baseline or {}).get(name), (ray or {}).get(name)

@@ -155,7 +155,8 @@ def main() -> None:
     print(f"Work time: {timer.seconds:.2f} s")
     path = cli.write_result(
         output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
-        answer={"best_val_accuracy": best_epoch["val_accuracy"]},
+        answer={"best_val_accuracy": best_epoch["val_accuracy"],  # and the sampler's seeded first draws, in order:
+                "first_configs": [{k: t["config"][k] for k in tuning.HYPERPARAMETERS} for t in trials[:10]]},
         best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=str(best_checkpoint.resolve()),
         trials=[{k: t[k] for k in ("trial_id", "config", "history")} for t in trials],
         trials_stopped_early=stopped_early, epochs_run=epochs_run,
