@@ -34,10 +34,11 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def request(url: str, method: str = "GET", body: Any = None, raw: Optional[bytes] = None, timeout: float = 30):
+def request(url: str, method: str = "GET", body: Any = None, raw: Optional[bytes] = None, timeout: float = 30,
+            content_type: str = "application/json"):
     """(status, parsed JSON body) of one HTTP request; 4xx/5xx are returned, not raised."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")

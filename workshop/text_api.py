@@ -6,6 +6,7 @@ servers expose exactly the same API. No torch here: the client and the load test
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Literal, Optional
 
@@ -17,12 +18,16 @@ MODEL_VERSIONS = ("v1", "v2")
 # Documented limits of the API (both servers): more texts or longer texts are answered with 413.
 MAX_TEXTS = 64
 MAX_CHARS = 2000
+# The largest request body either server reads: MAX_TEXTS texts of MAX_CHARS characters (at most 6 bytes each
+# as JSON-escaped UTF-8) and the JSON around them. A larger body gets 413 before it is read or parsed.
+MAX_BODY_BYTES = MAX_TEXTS * (MAX_CHARS * 6 + 4) + 1024
 
 
 # ---- the API contract: routes, schemas, status codes -------------------------------------------------------
 # POST /predict   PredictRequest -> 200 PredictResponse
 #                 422: malformed JSON, a missing or wrongly typed field, an empty list of texts
 #                 413: more than MAX_TEXTS texts, or a text longer than MAX_CHARS characters
+#                 413 also for a body over MAX_BODY_BYTES, refused before it is read (BodySizeLimit)
 # GET  /healthz   200 {"status": "ok"}
 # GET  /info      200 InfoResponse (which model versions are loaded, the default, the PID that runs the model)
 
@@ -47,6 +52,53 @@ class InfoResponse(BaseModel):
     models: list[str]
     pid: int  # the process that runs the default model (the Ray version: one replica of it)
     api_pid: int  # the process that answers HTTP (the Ray version: the ingress replica)
+
+
+class BodySizeLimit:
+    """ASGI middleware of both servers: 413 for a request body over max_bytes, decided from its Content-Length
+    before the app sees it (the body is read and dropped chunk by chunk, so the client gets the answer), or as
+    soon as a body without one (chunked) passes the limit: a 20 MB body is never held in memory or parsed as
+    JSON. app.add_middleware(BodySizeLimit)."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            # read the body and drop it, a chunk at a time, so that the client, still sending, gets the 413
+            # instead of a reset connection; nothing of it is kept or parsed
+            message = {"more_body": True}
+            while message.get("more_body") and message.get("type") != "http.disconnect":
+                message = await receive()
+            return await self._refuse(send, int(length))
+        seen, refused = 0, False
+
+        async def counted_receive():
+            nonlocal seen, refused
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes and not refused:  # answer now; to the app the client has gone away
+                refused = True
+                await self._refuse(send, seen)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if not refused:  # after the 413, nothing the app sends goes out
+                await send(message)
+
+        await self.app(scope, counted_receive, guarded_send)
+
+    async def _refuse(self, send, size: int) -> None:
+        body = json.dumps({"detail": f"request body of {size} bytes or more is over the limit of "
+                                     f"{self.max_bytes} bytes; send fewer or shorter texts"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def size_problem(request: PredictRequest) -> Optional[str]:

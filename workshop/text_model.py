@@ -29,8 +29,8 @@ import numpy as np
 
 from workshop.models import SentenceEncoder
 from workshop.text_api import (  # noqa: F401  (re-exported: the servers use text_model.X for both)
-    LABELS, MAX_CHARS, MAX_TEXTS, MODEL_VERSIONS, InfoResponse, Prediction, PredictRequest, PredictResponse,
-    sample_texts, size_problem,
+    LABELS, MAX_BODY_BYTES, MAX_CHARS, MAX_TEXTS, MODEL_VERSIONS, BodySizeLimit, InfoResponse, Prediction,
+    PredictRequest, PredictResponse, sample_texts, size_problem,
 )
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "ray_serve" / "data" / "labelled_reviews.csv"

@@ -38,6 +38,7 @@ MODULE, PAIR, SIDE = "ray_serve", "text_classifier_server", "baseline"
 LOAD_TEST = Path(__file__).resolve().parent.parent / "load_test.py"
 
 app = FastAPI(title="Text classifier")
+app.add_middleware(text_model.BodySizeLimit)  # 413 for a body over the limit, before it is read or parsed
 
 
 class Classifier:

@@ -41,6 +41,7 @@ LOAD_TEST = Path(__file__).resolve().parent.parent / "load_test.py"
 APP_NAME = "text_classifier"
 
 app = FastAPI(title="Text classifier")
+app.add_middleware(text_model.BodySizeLimit)  # 413 for a body over the limit, before it is read or parsed
 
 
 @serve.deployment(  # [1] a deployment: a class that Serve runs as one or more replica actors
