@@ -161,7 +161,7 @@ def main() -> None:
         with cli.Timer() as timer:
             report = run_self_test(url, args.load_requests, args.concurrency, args.seed)
     finally:
-        server.should_exit = True  # stop serving: uvicorn finishes the requests in flight
+        server.should_exit = True  # tell uvicorn to stop serving (the self-test is over, or Ctrl-C)
 
     predictions = report["check_predictions"]
     if report["failed"] or not predictions or any(p["label"] not in text_model.LABELS for p in predictions):

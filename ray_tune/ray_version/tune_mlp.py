@@ -206,6 +206,8 @@ def main() -> None:
                "history": r.metrics_dataframe[HISTORY].to_dict("records"),
                "best_checkpoint": r.get_best_checkpoint("val_accuracy", "max")}
               for r in results if r.checkpoint]  # trials that reported an epoch (Ctrl-C may stop the rest sooner)
+    if not trials:
+        cli.fail("stopped before any trial reported an epoch; run the same command again (add --restore to continue)")
 
     print(f"{'trial':>8} {'lr':>9} {'width':>5} {'weight_decay':>12} {'batch':>5} {'epochs':>6} {'best val acc':>12}")
     for t in trials:
