@@ -1,5 +1,6 @@
-"""What both sides of ray_tune share besides the data (workshop/data.py): the search-space file check, and the
-search space written in each library's terms (random draws, Optuna suggestions, Ray Tune sampling functions).
+"""What both sides of ray_tune share besides the data (workshop/data.py): the search-space file check, the
+search space written in each library's terms (Optuna suggestions, Ray Tune sampling functions), and the table
+of trials both print.
 
 All of it is incidental to what the module teaches (how the trials are run), so it lives here once.
 Only `to_tune_space` imports Ray, when it is called.
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import numpy as np
 
 HYPERPARAMETERS = ("lr", "width", "weight_decay", "batch_size")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "lograndint", "choice")  # named like ray.tune's functions
@@ -66,27 +65,7 @@ def check_dimension(name: str, spec) -> None:
         raise ValueError(f"search space: {name} is a whole number; use randint, lograndint or choice")
 
 
-# The search space in each library's own terms: the same space, drawn by the hand-written random search, by
-# Optuna and by Ray Tune.
-
-def sample_config(space: dict, rng: np.random.Generator) -> dict:
-    """One random draw from the search space (what tune.loguniform & co. do for the Ray version)."""
-    config = {}
-    for name, spec in space.items():
-        if not isinstance(spec, dict):
-            config[name] = spec
-        elif spec["type"] == "choice":
-            config[name] = spec["values"][rng.integers(len(spec["values"]))]
-        elif spec["type"] == "uniform":
-            config[name] = float(rng.uniform(spec["low"], spec["high"]))
-        elif spec["type"] == "loguniform":
-            config[name] = float(np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]))))
-        elif spec["type"] == "randint":
-            config[name] = int(rng.integers(spec["low"], spec["high"]))
-        else:  # lograndint
-            config[name] = int(np.exp(rng.uniform(np.log(spec["low"]), np.log(spec["high"]))))
-    return config
-
+# The search space in each library's own terms: the same space, drawn by Optuna and by Ray Tune.
 
 def suggest_config(space: dict, trial) -> dict:
     """The search space as Optuna suggestions (what OptunaSearch does for Tune; randint bounds: high excluded)."""
@@ -113,3 +92,13 @@ def to_tune_space(space: dict) -> dict:
             else tune.choice(spec["values"]) if spec["type"] == "choice"
             else samplers[spec["type"]](spec["low"], spec["high"])
             for name, spec in space.items()}
+
+
+def print_trials(trials: list[dict]) -> None:
+    """The table both sides print: one line per trial record ({"trial_id", "config", "history"}, one history
+    row per epoch run), with its configuration, the epoch it reached and its best validation accuracy."""
+    print(f"{'trial':>8} {'lr':>9} {'width':>5} {'weight_decay':>12} {'batch':>5} {'epochs':>6} {'best val acc':>12}")
+    for t in trials:
+        c = t["config"]
+        print(f"{t['trial_id']:>8} {c['lr']:>9.2e} {c['width']:>5} {c['weight_decay']:>12.2e} {c['batch_size']:>5} "
+              f"{t['history'][-1]['epoch']:>6} {max(h['val_accuracy'] for h in t['history']):>12.4f}")

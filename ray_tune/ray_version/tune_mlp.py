@@ -209,11 +209,7 @@ def main() -> None:
     if not trials:
         cli.fail("stopped before any trial reported an epoch; run the same command again (add --restore to continue)")
 
-    print(f"{'trial':>8} {'lr':>9} {'width':>5} {'weight_decay':>12} {'batch':>5} {'epochs':>6} {'best val acc':>12}")
-    for t in trials:
-        c = t["config"]
-        print(f"{t['trial_id']:>8} {c['lr']:>9.2e} {c['width']:>5} {c['weight_decay']:>12.2e} {c['batch_size']:>5} "
-              f"{t['history'][-1]['epoch']:>6} {max(h['val_accuracy'] for h in t['history']):>12.4f}")
+    tuning.print_trials(trials)  # one line per trial: its configuration, epochs run, best validation accuracy
     best = max(trials, key=lambda t: max(h["val_accuracy"] for h in t["history"]))
     best_epoch = max(best["history"], key=lambda h: h["val_accuracy"])
     best_checkpoint = best["best_checkpoint"].path
