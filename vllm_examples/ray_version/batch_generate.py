@@ -142,7 +142,8 @@ def main() -> None:
         try:
             results = generate_rows(prompt_rows, model_name, args).materialize()  # runs the pipeline once
         except Exception as exc:  # e.g. weights vLLM cannot load (the model was checked above); see the log
-            cli.fail(f"the batch job failed: {str(exc).strip().splitlines()[-1][:300]}")
+            cli.fail(f"the batch job failed: {str(exc).strip().splitlines()[-1][:300]} (the engine's own output: "
+                     "rerun with --verbose, or see /tmp/ray/session_latest/logs)")
         path = output / "completions"
         results.write_parquet(str(path.resolve()), mode=ray.data.SaveMode.OVERWRITE)  # [9] one file per block
         rows = sorted(results.take_all(), key=lambda r: r["id"])  # small here; see README for large jobs
