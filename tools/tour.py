@@ -12,6 +12,7 @@ the others; the exit code is 1 when any pair errors or disagrees.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -28,6 +29,8 @@ from workshop import cli
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["ray_core", "ray_data", "ray_train", "ray_serve", "ray_tune", "vllm_examples"]
 SIDES = ("baseline", "ray_version")
+# requirements-vllm.txt installs vLLM's CPU build only where it has one.
+NO_VLLM = "vLLM is not installed (its CPU build is for Linux x86-64 only; see requirements-vllm.txt)"
 
 
 @dataclass
@@ -292,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         cli.fail(str(exc))
     if not pairs:
         cli.fail("no pairs found; run the tour from the repository root")
+    if importlib.util.find_spec("vllm") is None and any(p.module == "vllm_examples" for p in pairs):
+        print(f"vllm_examples: left out, {NO_VLLM}")
+        pairs = [p for p in pairs if p.module != "vllm_examples"]
 
     started = time.perf_counter()
     rows: list[Row] = []
