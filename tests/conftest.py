@@ -6,10 +6,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ import pytest
 from tools import cluster as local_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
+_STARTED = pytest.StashKey[float]()
 
 
 def pytest_configure(config):
@@ -27,6 +31,39 @@ def pytest_configure(config):
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+REPORTS = {"not slow": "test.json", "slow": "test-slow.json"}  # make test, make test-slow
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_STARTED] = time.monotonic()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A whole `make test` or `make test-slow` run leaves reports/test.json or test-slow.json: the counts, the
+    seconds, the Python and the machine (the README's figures come from such reports)."""
+    config = session.config
+    name = REPORTS.get(config.option.markexpr)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    whole = (config.args_source == pytest.Config.ArgsSource.TESTPATHS and not config.option.keyword
+             and not config.option.collectonly and not config.option.lf and not config.option.exitfirst)
+    if name is None or not whole or reporter is None:
+        return
+    from tools.tour import machine_description
+
+    counts = {key: len(reporter.stats.get(key, [])) for key in ("passed", "failed", "error", "skipped")}
+    report = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "machine": machine_description(),
+        "python": platform.python_version(),
+        "command": "make test" if name == "test.json" else "make test-slow",
+        "exit_status": int(exitstatus),
+        **counts,
+        "seconds": round(time.monotonic() - config.stash[_STARTED], 1),
+    }
+    (ROOT / "reports").mkdir(exist_ok=True)
+    (ROOT / "reports" / name).write_text(json.dumps(report, indent=2) + "\n")
 
 
 def pytest_collection_modifyitems(config, items):
