@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh Linux machine with Python 3.11, 3.12 or 3.13:
 #   make demo   create .venv, install the locked requirements, run the pair tour at smoke size
 #   make test   create .venv, install the locked requirements, run the test suite
-# Also: make bench (benchmark sizes: the tour, then every M/benchmarks/*.py), make clean, make lock,
+# Also: make bench (benchmark sizes: the tour, then every M/benchmarks/*.py), make clean, make lock, make docs,
 #   make cluster-up / make cluster-down (a head + worker Ray node on this machine; ray_core/cluster/README.md).
 # PYTHON=/path/to/python picks the Python (default: the first of python3.11, python3.12, python3.13 found).
 # TORCH_INDEX_URL= (empty) takes torch from pip's default index, the CUDA build on Linux x86-64 (default: the CPU build).
@@ -11,7 +11,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: setup demo test test-slow bench clean lock cluster-up cluster-down
+.PHONY: setup demo test test-slow bench clean lock docs cluster-up cluster-down
 
 # tools/setup.sh picks the Python, tools/setup.py installs: the steps and their reasons are in its docstring.
 $(STAMP): requirements.txt requirements.lock requirements-vllm.txt requirements-models.txt pyproject.toml tools/setup.py
@@ -53,3 +53,7 @@ cluster-up: $(STAMP)
 
 cluster-down:
 	@if [ -x $(PY) ]; then $(PY) -m tools.cluster down; else echo "No .venv here, so no cluster from make cluster-up."; fi
+
+# The measured figures in the Markdown files, written again from the reports in docs/reports/ (tools/docs.py).
+docs: $(STAMP)
+	$(PY) -m cogapp -r -I . $$(git ls-files '*.md' | xargs grep -l '\[\[\[cog')
