@@ -122,6 +122,9 @@ def test_tour_reports_every_pair_and_fails_on_errors_and_disagreement(tmp_path):
     assert rows["a_agrees"]["speedup"] == pytest.approx(1.0)
     markdown = (tmp_path / "reports" / "demo.md").read_text()
     assert "| ray_core | b_disagrees |" in markdown and "NO" in markdown and "ERROR" in markdown
+    # each pair's row is printed as soon as it is done, under a progress line
+    out = proc.stdout
+    assert out.index("[1/4] ray_core/a_agrees") < out.index("  | ray_core | a_agrees |") < out.index("[2/4]")
 
 
 def test_tour_all_agree_exits_zero(tmp_path):

@@ -223,20 +223,22 @@ def fmt(value: float | None, suffix: str = "") -> str:
     return "-" if value is None else f"{value:.2f}{suffix}"
 
 
+TABLE_HEADER = [
+    "| module | pair | baseline s | Ray s | speedup | agree | why Ray is slower here |",
+    "|---|---|---:|---:|---:|---|---|",
+]
+
+
+def table_row(r: Row) -> str:
+    name = f"{r.pair} ({r.label})" if r.label else r.pair
+    agree = "yes" if r.agree else ("ERROR" if r.baseline_seconds is None else "NO")
+    why = r.note if r.speedup is not None and r.speedup < 1.0 else ""
+    return (f"| {r.module} | {name} | {fmt(r.baseline_seconds)} | {fmt(r.ray_seconds)} | {fmt(r.speedup, 'x')} "
+            f"| {agree} | {why} |")
+
+
 def markdown_table(rows: list[Row]) -> str:
-    lines = [
-        "| module | pair | baseline s | Ray s | speedup | agree | why Ray is slower here |",
-        "|---|---|---:|---:|---:|---|---|",
-    ]
-    for r in rows:
-        name = f"{r.pair} ({r.label})" if r.label else r.pair
-        agree = "yes" if r.agree else ("ERROR" if r.baseline_seconds is None else "NO")
-        why = r.note if r.speedup is not None and r.speedup < 1.0 else ""
-        lines.append(
-            f"| {r.module} | {name} | {fmt(r.baseline_seconds)} | {fmt(r.ray_seconds)} | {fmt(r.speedup, 'x')} "
-            f"| {agree} | {why} |"
-        )
-    return "\n".join(lines)
+    return "\n".join(TABLE_HEADER + [table_row(r) for r in rows])
 
 
 def write_chart(rows: list[Row], path: Path, machine: str) -> None:
@@ -303,9 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     out_root = args.root / "outputs" / "tour" / kind
     reports = args.reports or args.root / "reports"
-    for pair in pairs:
-        print(f"{pair.module}/{pair.name}: {pair.title}", flush=True)
-        rows.extend(run_pair(pair, args.bench, out_root, timeout))
+    for number, pair in enumerate(pairs, 1):
+        print(f"\n[{number}/{len(pairs)}] {pair.module}/{pair.name}: {pair.title}", flush=True)
+        finished = run_pair(pair, args.bench, out_root, timeout)
+        rows.extend(finished)
+        for row in finished:  # each row as soon as its pair is done; the whole table again at the end
+            print(f"  {table_row(row)}", flush=True)
     total = time.perf_counter() - started
 
     table = markdown_table(rows)
