@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "docs" / "reports"
 # What set-up and the test runs write into reports/ (git-ignored), and what `record` keeps of them.
-RECORDED = ("install", "test", "test-slow", "demo", "bench")
+RECORDED = ("install", "test", "test-slow", "demo", "bench", "workshop_times")
 
 
 def load(name: str) -> dict:
@@ -93,6 +93,44 @@ def verified_platforms() -> str:
                      f"{machine['system']} {machine['arch']} | {torch_build(install)} | "
                      f"{install['seconds']:.0f} s | {gigabytes(install['venv_mb'])} | {'; '.join(checks) or '-'} |")
     return "\n".join(lines)
+
+
+def demo_output(python: str = "3.11") -> str:
+    """`make demo`'s first lines and its closing summary, from the recorded report, as the tour prints them."""
+    from tools.tour import Row, summary
+
+    report = load(f"demo-py{python}")
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+    rows = [Row(**row) for row in report["rows"]]
+    return "\n".join(["```", f"Ray workshop tour (demo) on {report['machine']}", f"Versions: {versions}", "...",
+                      summary(rows, report["total_seconds"]), "```"])
+
+
+def demo_stamp(python: str = "3.11") -> str:
+    report = load(f"demo-py{python}")
+    return f"{report['date']}, {report['machine']}"
+
+
+def demo_seconds(python: str = "3.11") -> str:
+    return f"{load(f'demo-py{python}')['total_seconds']:.0f} s"
+
+
+def module_seconds(module: str, python: str = "3.11") -> str:
+    """Wall-clock seconds of a module's workshop commands, both sides (tools/time_workshop.py)."""
+    times = load(f"workshop_times-py{python}")["seconds"]
+    return f"{sum(v for k, v in times.items() if k.startswith(module + '/')):.0f} s"
+
+
+def workshop_times_stamp(python: str = "3.11") -> str:
+    report = load(f"workshop_times-py{python}")
+    return f"{report['date']}, {report['machine']}"
+
+
+def test_times(python: str = "3.11") -> str:
+    """One sentence: the whole suite on a fresh clone, as CI runs it."""
+    fast, slow = load(f"test-py{python}"), load(f"test-slow-py{python}")
+    return (f"On a fresh clone ({fast['date']}, {fast['machine']}, Python {fast['python']}): "
+            f"{test_result(fast)} (budget 600 s), then {test_result(slow)}.")
 
 
 def main(argv: list[str]) -> int:

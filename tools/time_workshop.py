@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+
+from tools.tour import machine_description
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {
@@ -40,7 +44,9 @@ def main() -> None:
                 print(f"{wall:7.1f} s  python {' '.join(args)}", flush=True)
     out = ROOT / "reports" / "workshop_times.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(times, indent=2) + "\n")
+    report = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine_description(),
+              "python": platform.python_version(), "seconds": times}
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"Written: {out}")
 
 

@@ -21,6 +21,7 @@ import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,19 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(TABLE_HEADER + [table_row(r) for r in rows])
 
 
+def summary(rows: list[Row], total: float) -> str:
+    """What the tour prints at the end (the README's expected output is generated from the same function)."""
+    lines = [markdown_table(rows)]
+    examples = [r for r in rows if r.example]
+    if examples:
+        lines.append("\nWhat the real models answered (Ray side; the baseline agreed as the table says):")
+        lines += [f"  {r.module}/{r.pair}: {r.example}" for r in examples]
+    lines += [f"{r.module}/{r.pair}{' (' + r.label + ')' if r.label else ''}: {p}" for r in rows for p in r.problems]
+    lines.append(f"\nTour finished in {total:.0f} s. Seconds are work time measured inside each script "
+                 "(Ray start-up excluded); speedup = baseline / Ray.")
+    return "\n".join(lines)
+
+
 def write_chart(rows: list[Row], path: Path, machine: str) -> None:
     import matplotlib
 
@@ -314,22 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - started
 
     table = markdown_table(rows)
-    print()
-    print(table)
-    examples = [r for r in rows if r.example]
-    if examples:
-        print("\nWhat the real models answered (Ray side; the baseline agreed as the table says):")
-        for r in examples:
-            print(f"  {r.module}/{r.pair}: {r.example}")
     problems = [(r, p) for r in rows for p in r.problems]
-    for row, problem in problems:
-        print(f"{row.module}/{row.pair}{' (' + row.label + ')' if row.label else ''}: {problem}")
-    print(f"\nTour finished in {total:.0f} s. Seconds are work time measured inside each script "
-          "(Ray start-up excluded); speedup = baseline / Ray.")
+    examples = [r for r in rows if r.example]
+    print()
+    print(summary(rows, total))
 
     reports.mkdir(parents=True, exist_ok=True)
     report = {
         "kind": kind,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": machine,
         "versions": versions,
         "total_seconds": round(total, 1),
