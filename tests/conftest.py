@@ -46,8 +46,9 @@ def pytest_sessionfinish(session, exitstatus):
     config = session.config
     name = REPORTS.get(config.option.markexpr)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    whole = (config.args_source == pytest.Config.ArgsSource.TESTPATHS and not config.option.keyword
-             and not config.option.collectonly and not config.option.lf and not config.option.exitfirst)
+    option = config.option
+    whole = (config.args_source == pytest.Config.ArgsSource.TESTPATHS and not option.keyword and not option.collectonly
+             and not getattr(option, "lf", False) and not getattr(option, "maxfail", 0))
     if name is None or not whole or reporter is None:
         return
     from tools.tour import machine_description

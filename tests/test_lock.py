@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -44,7 +45,9 @@ def test_the_venv_holds_exactly_the_locked_versions():
     for name in NO_DEPS_FILES:
         expected.update(pins(ROOT / name))
     wrong = []
-    for dist in importlib.metadata.distributions():
+    # the venv's own site-packages: `import ray` puts its vendored ray/thirdparty_files on sys.path as well
+    site_packages = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    for dist in importlib.metadata.distributions(path=site_packages):
         name = canonicalize_name(dist.metadata["Name"])
         if name in NOT_LOCKED:
             continue
