@@ -119,6 +119,7 @@ def test_tour_reports_every_pair_and_fails_on_errors_and_disagreement(tmp_path):
     assert rows["a_agrees"]["agree"] and rows["d_agrees_too"]["agree"]
     assert not rows["b_disagrees"]["agree"] and not rows["c_crashes"]["agree"]
     assert "boom" in " ".join(rows["c_crashes"]["problems"])
+    assert "boom" in "".join(rows["c_crashes"]["output"].values())  # what the script printed is kept
     assert rows["a_agrees"]["speedup"] == pytest.approx(1.0)
     markdown = (tmp_path / "reports" / "demo.md").read_text()
     assert "| ray_core | b_disagrees |" in markdown and "NO" in markdown and "ERROR" in markdown

@@ -157,6 +157,7 @@ class Row:
     problems: list[str] = field(default_factory=list)
     note: str = ""  # why Ray is slower here, when it is (pairs.toml: smoke_note, or a row's note)
     example: str = ""  # what the Ray side's model said (result.json details.example), shown under the table
+    output: dict[str, str] = field(default_factory=dict)  # what each side printed: the READMEs' expected output
 
 
 def run_script(
@@ -199,6 +200,8 @@ def run_pair(pair: Pair, bench: bool, out_root: Path, timeout: float, env: dict[
                 cache[key] = run_script(pair.script(side), pair.root, spec[side], output, timeout, env)
             runs[side] = cache[key]
         for side in SIDES:
+            if runs[side].log is not None and runs[side].log.exists():
+                row.output[side] = tail(runs[side].log.read_text(errors="replace"))
             if runs[side].error:
                 row.problems.append(f"{side}: {runs[side].error} (log: {runs[side].log})")
         if not row.problems:
@@ -210,6 +213,13 @@ def run_pair(pair: Pair, bench: bool, out_root: Path, timeout: float, env: dict[
             row.example = example_line(ray.get("details", {}).get("example"))
         rows.append(row)
     return rows
+
+
+def tail(text: str, limit: int = 4000) -> str:
+    """The end of a script's output, whole lines, at most `limit` characters."""
+    if len(text) <= limit:
+        return text
+    return text[-limit:].split("\n", 1)[-1]
 
 
 def example_line(example: Any) -> str:
