@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,14 @@ from pathlib import Path
 from tools import docs
 
 ROOT = Path(__file__).resolve().parent.parent
+# A measured figure: a number with a unit of time, speed, size or share. Outside a generated block it is typed
+# by hand, so it fails; a figure belongs in a report, and the README takes it from there through tools/docs.py.
+MEASURED = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?\s?(?:ms|s|x|req/s|tokens/s|MB|GB|%)(?![\w/])")
+GENERATED = re.compile(r"^.*\[\[\[cog.*?^.*\[\[\[end\]\]\].*?$", re.S | re.M)
+FENCED = re.compile(r"^```.*?^```", re.S | re.M)
+# The files that follow the rules so far, with their word limits; the module READMEs join as they are rewritten.
+WORD_LIMITS = {"README.md": 1500, "ray_core/README.md": 2000}
+WORKSHOP_SECTION_LIMIT = 400  # "In the workshop": one screen
 
 
 def generated_files() -> list[str]:
@@ -29,7 +38,35 @@ def test_record_names_each_report_by_its_python(tmp_path, monkeypatch):
     source = tmp_path / "reports"
     source.mkdir()
     (source / "install.json").write_text(json.dumps({"python": "3.12.1"}))
-    (source / "demo.json").write_text(json.dumps({"versions": {"python": "3.13.0"}, "rows": []}))
+    rows = [{"module": "ray_core"}, {"module": "ray_data"}]
+    (source / "demo.json").write_text(json.dumps({"versions": {"python": "3.13.0"}, "rows": rows}))
+    (source / "bench.json").write_text(json.dumps({"versions": {"python": "3.11.7"}, "rows": rows[:1]}))
     monkeypatch.setattr(docs, "REPORTS", tmp_path / "docs")
     written = docs.record(source)
-    assert sorted(p.name for p in written) == ["demo-py3.13.json", "install-py3.12.json"]
+    assert sorted(p.name for p in written) == ["bench-ray_core-py3.11.json", "demo-py3.13.json",
+                                               "install-py3.12.json"]
+
+
+def test_no_measured_figure_outside_a_generated_block():
+    typed = [f"{name}: {match.group(0)!r} in ...{match.string[max(0, match.start() - 40):match.end() + 10]!r}"
+             for name in WORD_LIMITS for match in MEASURED.finditer(GENERATED.sub("", (ROOT / name).read_text()))]
+    assert not typed, "put these figures in a report and generate them (tools/docs.py):\n" + "\n".join(typed)
+
+
+def words(markdown: str) -> int:
+    """Words as a reader sees them: prose and tables, not code blocks or the generators' source."""
+    return len(re.sub(r"<!--.*?-->", "", FENCED.sub("", markdown), flags=re.S).split())
+
+
+def test_the_readmes_are_short_enough_to_read_in_the_workshop():
+    for name, limit in WORD_LIMITS.items():
+        text = (ROOT / name).read_text()
+        assert words(text) <= limit, f"{name}: {words(text)} words (at most {limit})"
+        if name != "README.md":  # a module README opens with "In the workshop", one screen
+            section = text.split("\n## In the workshop\n", 1)[1].split("\n## ", 1)[0]
+            assert words(section) <= WORKSHOP_SECTION_LIMIT, f"{name}: In the workshop has {words(section)} words"
+
+
+def test_the_figure_rule_catches_what_it_should():
+    assert [m.group(0) for m in MEASURED.finditer("took 498 s, 1.51x, 4.0 GB, 79%, 30 req/s, 12 steps, v3.11")] \
+        == ["498 s", "1.51x", "4.0 GB", "79%", "30 req/s"]

