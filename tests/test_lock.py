@@ -104,7 +104,8 @@ def test_set_up_takes_the_first_python_that_runs(tmp_path):
     # a pyenv shim: on PATH, but the version is not active
     (pythons / "python3.11").write_text("#!/bin/sh\necho 'pyenv: python3.11: command not found' >&2\nexit 127\n")
     (pythons / "python3.11").chmod(0o755)
-    (pythons / "python3.12").symlink_to(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    real = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    (pythons / "python3.12").symlink_to(real)
     proc = run_setup_sh(tmp_path, [pythons])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "python3.12"

@@ -154,3 +154,19 @@ def test_demo_rows_and_the_reason_printed_beside_a_slower_ray_row(tmp_path):
     assert [(r["label"], r["speedup"]) for r in rows] == [("", 0.5), ("bigger", 2.0)]
     assert "| 0.50x | yes | start-up: tiny work |" in proc.stdout
     assert "never shown" not in proc.stdout
+
+
+def test_a_pair_marked_demo_false_is_left_out_of_the_demo_only(tmp_path):
+    make_fake_repo(tmp_path, {"quick": ("", "[1]", "", "[1]"), "long": ("", "[1]", "", "[1]")})
+    toml = tmp_path / "ray_core" / "pairs.toml"
+    toml.write_text(toml.read_text().replace("[long]\n", "[long]\ndemo = false\n"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.tour", "--root", str(tmp_path)], capture_output=True, text=True, timeout=100
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ray_core/long: in make bench, not in the demo" in proc.stdout
+    assert [r["pair"] for r in json.loads((tmp_path / "reports" / "demo.json").read_text())["rows"]] == ["quick"]
+    proc = subprocess.run([sys.executable, "-m", "tools.tour", "--root", str(tmp_path), "--bench"],
+                          capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {r["pair"] for r in json.loads((tmp_path / "reports" / "bench.json").read_text())["rows"]} == {"long", "quick"}

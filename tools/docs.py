@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "docs" / "reports"
 # What set-up and the test runs write into reports/ (git-ignored), and what `record` keeps of them.
-RECORDED = ("install", "test", "test-slow", "demo", "bench", "workshop_times", "crossover")
+RECORDED = ("install", "test", "test-slow", "demo", "bench", "workshop_times", "crossover",
+            "ray_tune_metric_vs_time", "ray_data_memory_curve")
 
 
 def load(name: str) -> dict:
@@ -89,7 +90,8 @@ def verified_platforms() -> str:
     """A Markdown table: per Python version, what set-up installed and which commands passed, with the machine."""
     lines = ["| Python | date, machine | torch set-up installed | set-up | `.venv` | then |",
              "|---|---|---|---:|---:|---|"]
-    for path in sorted(REPORTS.glob("install-py*.json"), key=lambda p: [int(x) for x in p.stem.removeprefix("install-py").split(".")]):
+    by_version = lambda p: [int(x) for x in p.stem.removeprefix("install-py").split(".")]  # noqa: E731
+    for path in sorted(REPORTS.glob("install-py*.json"), key=by_version):
         install = json.loads(path.read_text())
         py = minor(install["python"])
         checks = [test_result(load(f"{name}-py{py}")) for name in ("test", "test-slow")
@@ -175,7 +177,8 @@ def script_output(module: str, pair: str, side: str = "ray_version", python: str
     """What one side printed in the recorded `make demo` run, as a fenced block."""
     from tools.tour import tail
 
-    output = tail(tour_row(load(f"demo-py{python}"), module, pair)["output"][side]).strip("\n")
+    # the tour stored it as a terminal shows it; root=None: the same text wherever this repository is cloned
+    output = tail(tour_row(load(f"demo-py{python}"), module, pair)["output"][side], root=None).strip("\n")
     return f"```\n{output}\n```"
 
 
@@ -240,6 +243,16 @@ def ray_core_targets(python: str = "3.11") -> str:
             f"{met(sequential['speedup'] >= TARGET_VS_SEQUENTIAL)}); against a Pool: {pool['speedup']:.2f}x "
             f"(target at least {TARGET_VS_POOL:.2f}x, {met(pool['speedup'] >= TARGET_VS_POOL)}). The Pool itself "
             f"reaches {pool_over_loop:.2f}x over the loop on the same machine.")
+
+
+def metric_vs_time(python: str = "3.11") -> str:
+    """ray_tune/benchmarks/metric_vs_time.py's table and its verdict, as the script printed them."""
+    return "\n".join(load(f"ray_tune_metric_vs_time-py{python}")["table"])
+
+
+def memory_curve(python: str = "3.11") -> str:
+    """ray_data/benchmarks/memory_curve.py's table and cap runs, as the script printed them."""
+    return "\n".join(load(f"ray_data_memory_curve-py{python}")["table"])
 
 
 def main(argv: list[str]) -> int:

@@ -219,12 +219,14 @@ def run_pair(pair: Pair, bench: bool, out_root: Path, timeout: float, env: dict[
 PROGRESS = re.compile(r"^(.*?):\s+\d+%\|")  # a tqdm bar: "replicates:  6%|..."
 
 
-def tail(text: str, limit: int = 4000) -> str:
+def tail(text: str, limit: int = 4000, root: Path | None = ROOT) -> str:
     """The end of a script's output as a terminal shows it (colours dropped, a progress bar's last state, paths
-    under this repository relative to it), whole lines, at most `limit` characters."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text).replace(f"{ROOT}/", "")
+    under `root` relative to it), whole lines, at most `limit` characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    if root is not None:
+        text = text.replace(f"{root}/", "")
     lines: list[str] = []
-    for line in (line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")):
+    for line in (line.rstrip("\r").rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")):
         bar = PROGRESS.match(line)
         if bar and lines and PROGRESS.match(lines[-1]) and PROGRESS.match(lines[-1]).group(1) == bar.group(1):
             lines[-1] = line  # a progress bar redraws itself in place
@@ -335,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         cli.fail(str(exc))
     if not pairs:
         cli.fail("no pairs found; run the tour from the repository root")
+    if not args.bench:
+        for pair in [p for p in pairs if not p.spec.get("demo", True)]:
+            print(f"{pair.module}/{pair.name}: in make bench, not in the demo (pairs.toml: demo = false)")
+        pairs = [p for p in pairs if p.spec.get("demo", True)]
     if importlib.util.find_spec("vllm") is None and any(p.module == "vllm_examples" for p in pairs):
         print(f"vllm_examples: left out, {NO_VLLM}")
         pairs = [p for p in pairs if p.module != "vllm_examples"]

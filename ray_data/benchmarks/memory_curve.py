@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -36,6 +37,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tools.tour import machine_description  # noqa: E402
 from workshop import cli, models, reviews  # noqa: E402
 
 SCRIPT = "ray_data/{side}/preprocess_reviews.py"
@@ -161,7 +163,8 @@ def main() -> None:
         status = "completed" if run["completed"] else "FAILED"
         print(f"  {status}{killed}, driver peak {run['driver_peak_mb']:,} MB")
 
-    report = {"sizes": sizes, "curve": curve, "cap_mb": cap, "capped": capped, "versions": cli.versions(),
+    report = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine_description(),
+              "sizes": sizes, "curve": curve, "cap_mb": cap, "capped": capped, "versions": cli.versions(),
               "cpu_count": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
               "smoke_test": args.smoke_test, "model": args.model}
     lines = [
@@ -177,7 +180,8 @@ def main() -> None:
           for r in capped),
     ]
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "ray_data_memory_curve.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.output / "ray_data_memory_curve.json").write_text(
+        json.dumps({**report, "table": lines[2:]}, indent=2) + "\n")
     (args.output / "ray_data_memory_curve.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"Report: {args.output / 'ray_data_memory_curve.md'}")

@@ -19,11 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tools/ (run as `python ray_tune/benchmarks/metric_vs_time.py`)
+from tools.tour import machine_description  # noqa: E402
 SCRIPT = "ray_tune/{side}/tune_mlp.py"
 RUNS = {"optuna": ("baseline", []), "random": ("baseline", ["--search", "random"]), "tune": ("ray_version", [])}
 LABELS = {"optuna": "Optuna + pruner, sequential", "random": "random search, sequential",
@@ -90,7 +94,9 @@ def main() -> None:
     reached = {name: time_to_reach(curves[name], target) for name in RUNS}
     share = reached["tune"] / base["seconds"] if reached["tune"] is not None else None
     report = {
-        "machine": f"{os.cpu_count()} CPU cores (os.cpu_count), Ray with one trial per CPU",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "machine": machine_description(),
+        "python": platform.python_version(),
         "sizes": {"num_samples": args.num_samples, "epochs": args.epochs, "train_rows": args.train_rows,
                   "val_rows": args.val_rows, "seed": args.seed},
         "best_val_accuracy": {name: results[name]["answer"]["best_val_accuracy"] for name in RUNS},
@@ -121,7 +127,7 @@ def main() -> None:
     ]
     args.reports.mkdir(parents=True, exist_ok=True)
     stem = args.reports / "ray_tune_metric_vs_time"
-    stem.with_suffix(".json").write_text(json.dumps({**report, "curves": curves}, indent=2) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps({**report, "table": lines[4:], "curves": curves}, indent=2) + "\n")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     write_plot(curves, target, stem.with_suffix(".png"), report["machine"])
     print("\n".join(lines))
