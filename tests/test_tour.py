@@ -170,3 +170,10 @@ def test_a_pair_marked_demo_false_is_left_out_of_the_demo_only(tmp_path):
                           capture_output=True, text=True, timeout=100)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert {r["pair"] for r in json.loads((tmp_path / "reports" / "bench.json").read_text())["rows"]} == {"long", "quick"}
+
+
+def test_the_smoke_note_explains_the_smoke_row_only():
+    pair = tour.Pair("ray_core", "p", {"agree": "exact", "smoke": ["--smoke-test"], "bench": ["--big"],
+                                        "smoke_note": "start-up: tiny work"})
+    assert pair.rows(bench=False)[0]["note"] == "start-up: tiny work"
+    assert pair.rows(bench=True)[0]["note"] == ""

@@ -187,10 +187,14 @@ def bench_report(module: str, python: str = "3.11") -> dict:
 
 
 def bench_table(module: str, python: str = "3.11") -> str:
-    """The module's `make bench` rows as the tour prints them."""
-    from tools.tour import Row, markdown_table
+    """The module's `make bench` rows as the tour prints them. A pair's smoke_note explains its smoke size, so it
+    is left out of a bench row (reports recorded before the tour stopped writing it there still hold it)."""
+    from tools.tour import Row, discover, markdown_table
 
-    return markdown_table([Row(**row) for row in bench_report(module, python)["rows"]])
+    smoke_notes = {(p.module, p.name): p.spec.get("smoke_note") for p in discover([module])}
+    rows = [Row(**{**row, "note": "" if row["note"] == smoke_notes.get((row["module"], row["pair"])) else row["note"]})
+            for row in bench_report(module, python)["rows"]]
+    return markdown_table(rows)
 
 
 def speedup(module: str, pair: str, label: str, python: str = "3.11") -> float:
@@ -253,6 +257,18 @@ def metric_vs_time(python: str = "3.11") -> str:
 def memory_curve(python: str = "3.11") -> str:
     """ray_data/benchmarks/memory_curve.py's table and cap runs, as the script printed them."""
     return "\n".join(load(f"ray_data_memory_curve-py{python}")["table"])
+
+
+def memory_findings(python: str = "3.11") -> str:
+    """The whole process tree's peak, compared at each size (the driver's is in the table)."""
+    curve = load(f"ray_data_memory_curve-py{python}")["curve"]
+    parts = []
+    for rows in sorted({r["rows"] for r in curve}):
+        tree = {r["side"]: r["tree_peak_pss_mb"] for r in curve if r["rows"] == rows}
+        more = "Ray" if tree["ray_version"] > tree["baseline"] else "pandas"
+        parts.append(f"at {rows:,} rows {more} uses more ({tree['ray_version']:,} MB for Ray, "
+                     f"{tree['baseline']:,} MB for pandas)")
+    return "Counting every process (for Ray: GCS, raylet, workers, object store), " + "; ".join(parts) + "."
 
 
 def main(argv: list[str]) -> int:

@@ -54,7 +54,7 @@ class Pair:
         the lesson shows in seconds). Bench: one per bench_rows entry, or the bench arguments alone."""
         base_args = list(self.spec["bench"] if bench else self.spec["smoke"])
         smoke_row = {"label": "", "baseline": base_args, "ray_version": base_args,
-                     "note": self.spec.get("smoke_note", "")}
+                     "note": "" if bench else self.spec.get("smoke_note", "")}  # smoke_note explains smoke size
         entries = self.spec.get("bench_rows" if bench else "demo_rows", [])
         rows = [] if bench and entries else [smoke_row]
         for entry in entries:
