@@ -83,7 +83,8 @@ def test_result(report: dict) -> str:
 def demo_result(report: dict) -> str:
     modules = sorted({row["module"] for row in report["rows"]})
     agreed = sum(1 for row in report["rows"] if row.get("agree"))
-    return f"`make demo`'s {', '.join(modules)} rows: {agreed} of {len(report['rows'])} agree"
+    command = f"`python -m tools.tour --module {modules[0]}`" if len(modules) == 1 else "`make demo`"
+    return f"{command}: {agreed} of {len(report['rows'])} rows agree"
 
 
 def verified_platforms() -> str:
