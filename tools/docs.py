@@ -67,7 +67,7 @@ def torch_build(install: dict) -> str:
 def install_summary(python: str = "3.11") -> str:
     """One sentence for the Quick start: how long set-up took and how big it is."""
     install = load(f"install-py{python}")
-    return (f"Set-up took {install['seconds'] / 60:.0f} minutes on a fresh clone ({install['machine']['cores']} cores, "
+    return (f"Set-up took {install['seconds'] / 60:.1f} minutes on a fresh clone ({install['machine']['cores']} cores, "
             f"{install['date']}, Python {install['python']}, torch {install['torch']}): "
             f"{gigabytes(install['venv_mb'])} in `.venv`, vLLM's CPU build included, and "
             f"{install['models_cache_mb']} MB of converted model in `.cache/`.")
