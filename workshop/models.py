@@ -23,7 +23,6 @@ Nothing here imports Ray or vLLM.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import json
 import os
@@ -32,7 +31,6 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from workshop import cli
@@ -102,25 +100,16 @@ def llm_gguf() -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """One converter at a time (tests and Ray workers may ask for the model at the same moment)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def llm_folder(quiet: bool = False) -> Path:
     """The packaged SmolLM2 as a float32 safetensors folder: converted from its GGUF file once, then reused."""
     folder = CACHE / LLM_NAME
     if _converted(folder):
         return folder
     gguf = llm_gguf()
-    with _lock(CACHE / f".{LLM_NAME}.lock"):
+    from filelock import FileLock  # here: a missing model wheel is reported before anything else is imported
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(CACHE / f".{LLM_NAME}.lock"):  # one converter at a time (tests and Ray workers may ask at once)
         if _converted(folder):  # another process converted it while we waited
             return folder
         say = (lambda *a: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))

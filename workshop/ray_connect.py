@@ -13,23 +13,24 @@ What Ray 2.60 does on its own, measured on a 2-core machine (ray_core/cluster/RE
 - a missing token file: AuthenticationError at once; a wrong token, or RAY_AUTH_MODE unset against a
   token cluster: ConnectionError after about 21 s (20 tries, 1 s apart). Both as a traceback wall.
 - a cluster without enough CPUs: tasks, trials and Serve replicas wait for them forever.
-Here: a TCP check of RAY_ADDRESS first (seconds), 5 tries instead of 20, a watchdog while joining, an
-exception hook that turns an exception raised inside ray.init() into one line, and a CPU check after.
-Nothing in this module imports Ray until a Ray script calls it, so the baselines never load Ray.
+- RAY_ADDRESS names a port that answers but is not Ray's GCS (the dashboard's 8265): the same long wait.
+Here, before ray.init(): a TCP connection to RAY_ADDRESS and an HTTP/2 greeting (Ray's GCS is a gRPC server,
+and a gRPC server answers with its HTTP/2 settings), both in seconds; 5 tries of a rejected token instead of
+20; an exception hook that turns an exception raised inside ray.init() into one line; a CPU check after.
+Only public Ray is used. Nothing here imports Ray until a Ray script calls it, so the baselines never load Ray.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
 import sys
-import threading
-import time
 
-# Joining a running cluster takes a few seconds; past this, ray.init() is waiting on something that is not
-# a Ray cluster (a dashboard port, a firewall that drops packets). A slow VPN may need more.
-CONNECT_TIMEOUT_S = float(os.environ.get("WORKSHOP_RAY_CONNECT_TIMEOUT", "45"))
+# The HTTP/2 connection preface and an empty SETTINGS frame (RFC 9113, 3.4 and 6.5): every HTTP/2 server,
+# gRPC's included, answers with a SETTINGS frame of its own (frame type 4, the fourth byte).
+HTTP2_GREETING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 CHECK = "check RAY_ADDRESS, RAY_AUTH_MODE and RAY_AUTH_TOKEN_PATH (make cluster-up prints them), then `ray status`"
 
 
@@ -48,13 +49,33 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def _greeting(sock: socket.socket) -> bytes:
+    """What the server at the other end says to an HTTP/2 greeting: its first bytes, or b"" if nothing."""
+    sock.settimeout(5)
+    sock.sendall(HTTP2_GREETING)
+    answer = b""
+    try:
+        while len(answer) < 9:
+            chunk = sock.recv(9 - len(answer))
+            if not chunk:
+                break
+            answer += chunk
+    except OSError:  # a timeout, or a reset: not an HTTP/2 server
+        pass
+    return answer
+
+
 def _check_reachable(address: str) -> None:
-    """Fail in seconds if nothing accepts a connection at RAY_ADDRESS (Ray would retry for about 14 minutes)."""
+    """Fail in seconds if nothing at RAY_ADDRESS answers, or if what answers is not Ray's GCS (ray.init() would
+    wait for about 14 minutes)."""
     target = _host_port(address)
     if target is None:
         return  # 'auto', or an http:// address that ray.init() itself rejects at once
     try:
-        socket.create_connection(target, timeout=5).close()
+        with socket.create_connection(target, timeout=5) as sock:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return  # the greeting would have to go through TLS; ray.init() checks the rest
+            answer = _greeting(sock)
     except socket.gaierror:
         _fail(f"RAY_ADDRESS={address}: unknown host {target[0]!r}; use the head node's IP address and GCS port "
               f"(ray start --head prints it; the default port is 6379), or unset RAY_ADDRESS to run Ray here")
@@ -64,6 +85,10 @@ def _check_reachable(address: str) -> None:
     except OSError as exc:  # timeout, no route to host
         _fail(f"RAY_ADDRESS={address}: no answer ({exc.strerror or 'timed out'}); a firewall or VPN may block the "
               f"port, or the head node is down: try `ray status` on the head node")
+    if len(answer) < 4 or answer[3] != 4:  # no HTTP/2 SETTINGS frame: not a gRPC server, so not Ray's GCS
+        what = "an HTTP server (a dashboard?)" if answer.startswith(b"HTTP/") else "a program that is not Ray's GCS"
+        _fail(f"RAY_ADDRESS={address}: {what} answers there, not a Ray cluster; it should be the head node's GCS "
+              f"address (port 6379 by default, not the dashboard's 8265): {CHECK}")
 
 
 def _explain(exc: BaseException, address: str) -> str:
@@ -91,30 +116,12 @@ def _explain(exc: BaseException, address: str) -> str:
     return f"could not start or join a Ray cluster ({where}): {first[:200]}; {CHECK}"
 
 
-def _give_up(address: str) -> None:
-    """Watchdog: ray.init() is still waiting. os._exit, because the main thread is blocked inside Ray's C++."""
-    print(f"error: no Ray cluster answered at RAY_ADDRESS={address} within {CONNECT_TIMEOUT_S:.0f} s; it should be "
-          f"the head node's GCS address (port 6379 by default, not the dashboard's 8265): {CHECK}",
-          file=sys.stderr, flush=True)
-    os._exit(1)
-
-
-def _watch(address: str) -> None:
-    """Watchdog thread: give up if ray.init() has not connected within CONNECT_TIMEOUT_S."""
+def _raised_in_ray_init(tb) -> bool:
     import ray
 
-    deadline = time.monotonic() + CONNECT_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if ray.is_initialized():
-            return
-        time.sleep(0.2)
-    _give_up(address)
-
-
-def _raised_in_ray_init(tb) -> bool:
+    init = inspect.unwrap(ray.init).__code__  # ray.init itself, under its decorators
     while tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_name == "init" and code.co_filename.replace("\\", "/").endswith("ray/_private/worker.py"):
+        if tb.tb_frame.f_code is init:
             return True
         tb = tb.tb_next
     return False
@@ -127,18 +134,9 @@ def _excepthook(kind, exc, tb, _default=sys.excepthook) -> None:
     _default(kind, exc, tb)
 
 
-def preflight(worker_logs: bool = True) -> None:
-    """Before `ray.init()`: fail in seconds if RAY_ADDRESS does not answer, bound the time ray.init() may wait,
-    and make an exception raised inside ray.init() one line (wrong token, dashboard port, ...).
-
-    worker_logs=False: what Ray's worker processes print stays in their log files (the session's logs folder,
-    /tmp/ray/session_latest/logs on the machine that runs them) instead of being copied to this console:
-    `ray.init(log_to_driver=False)`, for the scripts whose workers are a library's chatty engine (vLLM).
-    """
-    if not worker_logs and "RAY_LOG_TO_DRIVER" not in os.environ:
-        from ray._private import ray_constants  # what a plain ray.init() reads for log_to_driver
-
-        ray_constants.RAY_LOG_TO_DRIVER = False
+def preflight() -> None:
+    """Before `ray.init()`: fail in seconds if RAY_ADDRESS does not answer as a Ray cluster, and make an exception
+    raised inside ray.init() one line (a wrong or missing token, an http:// address, ...)."""
     sys.excepthook = _excepthook
     address = os.environ.get("RAY_ADDRESS", "").strip()
     if address in ("", "local"):
@@ -147,7 +145,6 @@ def preflight(worker_logs: bool = True) -> None:
     # ray.init() tries a rejected token 20 times, 1 s apart, before it says so; 5 tries are plenty for a
     # cluster whose port is known to answer (read by Ray at connect time; the user's own value wins)
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "5")
-    threading.Thread(target=_watch, args=(address,), daemon=True).start()
 
 
 def require_resources(amount: float = 1, resource: str = "CPU", why: str = "") -> None:

@@ -125,8 +125,8 @@ def main() -> None:
     prompt_rows = load_prompts(args)
 
     started = time.perf_counter()
-    ray_connect.preflight(worker_logs=args.verbose)  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [8] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init(log_to_driver=args.verbose)  # [8] start or join a Ray cluster (RAY_ADDRESS); engine logs to Ray's log files
     ray_connect.require_resources(1)
     if not args.verbose:  # Ray Data's INFO lines to its log file only (its progress bars stay)
         ray_connect.quiet_console("ray.data")

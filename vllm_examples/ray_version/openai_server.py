@@ -121,8 +121,8 @@ def main() -> None:
     output = cli.prepare_output(args.output) if self_test else args.output
 
     started = time.perf_counter()
-    ray_connect.preflight(worker_logs=args.verbose)  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [6] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray.init(log_to_driver=args.verbose)  # [6] start or join a Ray cluster (RAY_ADDRESS); engine logs to Ray's log files
     ray_connect.require_resources(1)
     gpus = ray.cluster_resources().get("GPU", 0)
     if args.use_gpu and gpus < args.tensor_parallel_size:
