@@ -16,6 +16,7 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -311,9 +312,13 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    import platform
-
     return f"{os.cpu_count()} CPUs{', ' + model if model else ''}, {platform.system()} {platform.machine()}"
+
+
+def stamp() -> dict[str, Any]:
+    """What every report carries about where and when it was measured (tools/docs.py prints it)."""
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine_description(),
+            "python": platform.python_version(), "versions": cli.versions()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [p for p in pairs if p.module != "vllm_examples"]
 
     started = time.perf_counter()
+    first_row = None  # seconds until the first row is on screen
     rows: list[Row] = []
     out_root = args.root / "outputs" / "tour" / kind
     reports = args.reports or args.root / "reports"
@@ -355,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(finished)
         for row in finished:  # each row as soon as its pair is done; the whole table again at the end
             print(f"  {table_row(row)}", flush=True)
+        first_row = first_row or round(time.perf_counter() - started, 1)
     total = time.perf_counter() - started
 
     table = markdown_table(rows)
@@ -370,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine,
         "versions": versions,
         "total_seconds": round(total, 1),
+        "first_row_seconds": first_row,
         "rows": [r.__dict__ for r in rows],
     }
     (reports / f"{kind}.json").write_text(json.dumps(report, indent=2) + "\n")

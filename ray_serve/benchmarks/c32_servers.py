@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tools import tour  # noqa: E402
 from workshop import cli, serve_client  # noqa: E402
 
 SERVER = ROOT / "ray_serve" / "{side}" / "text_classifier_server.py"
@@ -116,7 +117,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     REPORTS.mkdir(exist_ok=True)
     stem = REPORTS / ("ray_serve_c32" + ("_smoke" if args.smoke_test else ""))
-    stem.with_suffix(".json").write_text(json.dumps({"versions": cli.versions(), "rows": rows}, indent=2) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps({**tour.stamp(), "rows": rows, "table": lines}, indent=2) + "\n")
     stem.with_suffix(".md").write_text(text)
     print(text + f"Reports: {stem}.json, .md")
     if not same:

@@ -31,6 +31,7 @@ import ray.cloudpickle  # noqa: E402
 from ray import serve  # noqa: E402
 
 from ray_serve.ray_version import text_classifier_server as ray_server  # noqa: E402
+from tools import tour  # noqa: E402
 from workshop import cli, serve_client  # noqa: E402
 
 LOAD_TEST = ROOT / "ray_serve" / "load_test.py"
@@ -82,7 +83,6 @@ class ReplicaSampler(threading.Thread):
 def write_reports(result: dict, smoke: bool) -> None:
     REPORTS.mkdir(exist_ok=True)
     stem = REPORTS / ("ray_serve_load_ramp" + ("_smoke" if smoke else ""))
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Ray Serve load ramp ({result['machine']})", "",
              "| server | concurrency | requests/s | p50 ms | p99 ms | failed | replicas (ClassifierV1) |",
              "|---|---|---|---|---|---|---|"]
@@ -101,6 +101,7 @@ def write_reports(result: dict, smoke: bool) -> None:
     lines += [f"| {x['t']:.0f} | {x['concurrency']} | {x.get('ClassifierV1', 0)} | {x.get('TextClassifierAPI', 0)} |"
               for x in result["timeline"][::5]]
     text = "\n".join(lines) + "\n"
+    stem.with_suffix(".json").write_text(json.dumps({**result, "table": lines}, indent=2) + "\n")
     stem.with_suffix(".md").write_text(text)
     print(text)
     try:
@@ -161,7 +162,7 @@ def main() -> None:
         sampler.join()
     finally:
         serve.shutdown()
-    write_reports({"machine": f"{os.cpu_count()} CPUs", "versions": cli.versions(), "baseline_c32": baseline,
+    write_reports({**tour.stamp(), "baseline_c32": baseline,
                    "stages": stages, "timeline": sampler.samples}, args.smoke_test)
 
 

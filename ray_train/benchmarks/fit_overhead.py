@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from tools import tour  # noqa: E402
 
 CHILD = r"""
 import json, os, sys, tempfile, time
@@ -81,16 +83,18 @@ def main() -> None:
         print(f"{workers} worker(s), poll {rows[-1]['health_check_interval_s']} s: fit {best['fit']:.1f} s = "
               f"start {best['start']:.1f} + loop {best['loop']:.2f} + finish {best['finish']:.1f} "
               f"(ray.init {best['ray_init']:.1f} s, outside)", flush=True)
-    machine = f"{os.cpu_count()} CPUs, {sys.platform}"
+    report = {**tour.stamp(), "rows": rows}
+    machine = report["machine"]
+    table = ["| workers | health-check poll, s | fit, s | start, s | loop, s | finish, s | ray.init, s |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    table += [f"| {r['workers']} | {r['health_check_interval_s']} | {r['fit']:.1f} | {r['start']:.1f} | "
+              f"{r['loop']:.2f} | {r['finish']:.1f} | {r['ray_init']:.1f} |" for r in rows]
+    report["table"] = table
     args.reports.mkdir(parents=True, exist_ok=True)
     stem = args.reports / "ray_train_fit_overhead"
-    stem.with_suffix(".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
-    lines = [f"# ray_train: the fixed cost of trainer.fit() ({machine})", "",
-             "| workers | health-check poll, s | fit, s | start, s | loop, s | finish, s | ray.init, s |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['workers']} | {r['health_check_interval_s']} | {r['fit']:.1f} | {r['start']:.1f} | "
-              f"{r['loop']:.2f} | {r['finish']:.1f} | {r['ray_init']:.1f} |" for r in rows]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text("\n".join([f"# ray_train: the fixed cost of trainer.fit() ({machine})", "",
+                                                  *table]) + "\n")
     print(f"Reports: {stem}.json, .md")
 
 

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from tools import tour  # noqa: E402
 SCRIPT = "ray_train/ray_version/train_classifier.py"
 BENCH_ARGS = ["--rows", "200000", "--epochs", "4", "--hidden", "256"]
 SMOKE_ARGS = ["--rows", "16000", "--hidden", "64", "--epochs", "16"]  # long enough for the kill to land mid-run
@@ -72,6 +74,7 @@ def main() -> None:
         sys.exit("error: the run never resumed from a checkpoint (did it end before the kill?); nothing to report")
     d_clean, d_failed = clean["details"], failed["details"]
     report = {
+        **tour.stamp(),
         "args": size,
         "workers": d_failed["workers"],
         "recovery_seconds": round(timings["resumed_at"] - timings["killed_at"], 2),
@@ -82,7 +85,7 @@ def main() -> None:
         "val_accuracy_uninterrupted": d_clean["val_accuracy"],
         "val_accuracy_with_failure": d_failed["val_accuracy"],
         "cpu_count": clean["cpu_count"],
-        "versions": clean["versions"],
+        "output_with_failure": tour.tail((args.output / "killed_worker" / "stdout.txt").read_text(), 6000),
     }
     md = "\n".join([
         f"Ray Train recovery from a killed worker ({report['workers']} workers, `{' '.join(size)}`, "
@@ -101,6 +104,7 @@ def main() -> None:
     reports = ROOT / "reports"
     reports.mkdir(exist_ok=True)
     suffix = "_smoke" if args.smoke_test else ""
+    report["table"] = md.splitlines()
     (reports / f"ray_train_recovery_time{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     (reports / f"ray_train_recovery_time{suffix}.md").write_text(md)
     print(md)

@@ -35,6 +35,7 @@ from workshop import cli  # noqa: E402
 MODULE = "vllm_examples"
 REPORTS = ROOT / "reports"
 PLAIN_VLLM = Path(__file__).resolve().parent / "plain_vllm.py"
+VLLM_SERVE = Path(__file__).resolve().parent / "vllm_serve.py"
 TARGETS = {"batch_generate": 5.0, "openai_server": 3.0}
 
 
@@ -55,13 +56,13 @@ def results_for(pair: tour.Pair, smoke: bool, rerun: bool, scratch: Path, row: i
         if ran.error:
             cli.fail(f"{pair.name} {side}: {ran.error} (log: {ran.log})")
         found[side] = ran.result
-    if pair.name == "batch_generate":  # the attribution row: the Ray side's arguments, without Ray
-        print(f"  running {PLAIN_VLLM.relative_to(ROOT)} {' '.join(args['ray_version'])}", flush=True)
-        out = scratch / pair.name / f"plain_vllm-{row}"
-        ran = tour.run_script(PLAIN_VLLM, ROOT, args["ray_version"], out, 3600.0, None)
-        if ran.error:
-            cli.fail(f"plain vLLM: {ran.error} (log: {ran.log})")
-        found["plain_vllm"] = ran.result
+    # the attribution row: the Ray side's arguments, the same engine without Ray
+    script, side = (PLAIN_VLLM, "plain_vllm") if pair.name == "batch_generate" else (VLLM_SERVE, "vllm_serve")
+    print(f"  running {script.relative_to(ROOT)} {' '.join(args['ray_version'])}", flush=True)
+    ran = tour.run_script(script, ROOT, args["ray_version"], scratch / pair.name / f"{side}-{row}", 3600.0, None)
+    if ran.error:
+        cli.fail(f"{script.name}: {ran.error} (log: {ran.log})")
+    found[side] = ran.result
     return found
 
 
@@ -90,15 +91,19 @@ def offline_rows(results: dict[str, dict], label: str) -> dict:
 
 
 def online_rows(results: dict[str, dict]) -> dict:
-    load = {side: results[side]["details"]["load"] for side in tour.SIDES}
+    load = {side: results[side]["details"]["load"] for side in (*tour.SIDES, "vllm_serve")}
     row = {"concurrency": load["baseline"]["concurrency"], "requests": load["baseline"]["requests"],
            "max_tokens": load["baseline"]["max_tokens"]}
-    for side, short in (("baseline", "baseline"), ("ray_version", "ray")):
+    for side, short in (("baseline", "baseline"), ("vllm_serve", "vllm_serve"), ("ray_version", "ray")):
         for key in ("output_tokens_per_s", "ttft_p50_ms", "ttft_p99_ms", "latency_p50_ms", "latency_p99_ms"):
             row[f"{short}_{key}"] = load[side][key]
     ray_tps = load["ray_version"]["output_tokens_per_s"]
     baseline_tps = load["baseline"]["output_tokens_per_s"]
     row["speedup"] = round(ray_tps / baseline_tps, 2)
+    row["vllm_over_baseline"] = round(load["vllm_serve"]["output_tokens_per_s"] / baseline_tps, 2)  # vLLM's
+    row["ray_over_vllm_serve"] = round(ray_tps / load["vllm_serve"]["output_tokens_per_s"], 2)  # Ray's
+    row["startup_seconds"] = {side: results[side]["details"].get("startup_seconds")
+                              for side in (*tour.SIDES, "vllm_serve")}
     return row
 
 
@@ -134,10 +139,12 @@ def markdown(offline: list[dict], online: dict, machine: str) -> str:
         f"| FastAPI + HF generate() (baseline) | {online['baseline_output_tokens_per_s']:.1f} | "
         f"{online['baseline_ttft_p50_ms']:.0f} / {online['baseline_ttft_p99_ms']:.0f} | "
         f"{online['baseline_latency_p50_ms']:.0f} / {online['baseline_latency_p99_ms']:.0f} |",
-        f"| Ray Serve LLM (vLLM) | {online['ray_output_tokens_per_s']:.1f} | "
-        f"{online['ray_ttft_p50_ms']:.0f} / {online['ray_ttft_p99_ms']:.0f} | "
-        f"{online['ray_latency_p50_ms']:.0f} / {online['ray_latency_p99_ms']:.0f} |",
-        f"\nSpeedup: {verdict(online['speedup'], TARGETS['openai_server'])}\n",
+        *[f"| {name} | {online[f'{side}_output_tokens_per_s']:.1f} | "
+          f"{online[f'{side}_ttft_p50_ms']:.0f} / {online[f'{side}_ttft_p99_ms']:.0f} | "
+          f"{online[f'{side}_latency_p50_ms']:.0f} / {online[f'{side}_latency_p99_ms']:.0f} |"
+          for side, name in (("vllm_serve", "`vllm serve`, no Ray"), ("ray", "Ray Serve LLM (vLLM)"))],
+        f"\nSpeedup: {verdict(online['speedup'], TARGETS['openai_server'])}; of it, vLLM over the baseline "
+        f"{online['vllm_over_baseline']:.2f}x and Ray Serve LLM over `vllm serve` {online['ray_over_vllm_serve']:.2f}x.\n",
     ])
 
 
@@ -155,14 +162,15 @@ def main() -> None:
         offline = [offline_rows(results_for(batch, args.smoke_test, args.rerun, Path(tmp), i), spec["label"])
                    for i, spec in enumerate(batch.rows(bench=not args.smoke_test))]
         online = online_rows(results_for(pairs["openai_server"], args.smoke_test, args.rerun, Path(tmp)))
-    machine = tour.machine_description()
+    report = {**tour.stamp(), "smoke_test": args.smoke_test, "targets": TARGETS, "offline": offline,
+              "online": online}
+    machine = report["machine"]
     text = markdown(offline, online, machine)
+    report["table"] = text.splitlines()
     print(text)
     name = "vllm_examples_llm_throughput" + ("_smoke" if args.smoke_test else "")
     args.reports.mkdir(parents=True, exist_ok=True)
-    (args.reports / f"{name}.json").write_text(json.dumps(
-        {"machine": machine, "smoke_test": args.smoke_test, "targets": TARGETS, "offline": offline,
-         "online": online}, indent=2) + "\n")
+    (args.reports / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.reports / f"{name}.md").write_text(text + "\n")
     print(f"Reports: {args.reports / name}.json, .md")
 
