@@ -26,7 +26,7 @@ LOAD_TEST = "ray_serve/load_test.py"
 SIDES = ("baseline", "ray_version")
 
 
-# Held-out reviews (not in ray_serve/data/labelled_reviews.csv, which the heads are fitted on), each clearly one label
+# Held-out reviews (not in workshop/labelled_reviews.csv, which the heads are fitted on), each clearly one label
 REVIEWS = [
     ("negative", "Broke the first time I used it. Total junk, I want my money back."),
     ("negative", "Horrible customer service and a product that does not work."),

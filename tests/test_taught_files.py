@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import io
 import re
+import tokenize
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,3 +31,112 @@ def test_no_posix_only_module():
              for match in re.finditer(r"^\s*(?:import|from)\s+(fcntl|termios|pwd|grp|resource)\b",
                                       path.read_text(), re.M)]
     assert not found, "\n".join(found)
+
+
+# ------------------------------------------------------------------------------------ numbered Ray lines
+# Every statement of a Ray script that uses Ray carries a numbered comment `# [n]` (the README explains each
+# number), on one of its lines or at most NEARBY lines above (one number may span a few adjacent lines), and
+# the numbers go up down the file. "Uses Ray": a name imported from ray, or a call of .remote/.bind/.options/
+# .materialize. A compound statement (if, with, def, class) counts by its header only.
+RAY_METHODS = {"remote", "bind", "options", "materialize"}
+NEARBY = 5  # lines: how far a number reaches down, and how far apart two comments with one number may be
+
+
+def ray_files() -> list[Path]:
+    return sorted(ROOT.glob("*/ray_version/*.py"))
+
+
+def _comments(text: str) -> dict[int, str]:
+    tokens = tokenize.generate_tokens(io.StringIO(text).readline)
+    return {token.start[0]: token.string for token in tokens if token.type == tokenize.COMMENT}
+
+
+def _ray_names(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "ray"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ray":
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def _header(stmt: ast.stmt) -> tuple[int, int, list[ast.AST]]:
+    """First and last line of a statement as the numbering rule reads it, and the parts that may use Ray."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        start = min([stmt.lineno] + [d.lineno for d in stmt.decorator_list])
+        parts = [*stmt.decorator_list, *getattr(stmt, "bases", []), *getattr(stmt, "keywords", [])]
+        return start, stmt.body[0].lineno - 1, parts
+    if isinstance(stmt, (ast.If, ast.While)):
+        return stmt.lineno, stmt.body[0].lineno - 1, [stmt.test]
+    if isinstance(stmt, (ast.For, ast.AsyncFor)):
+        return stmt.lineno, stmt.body[0].lineno - 1, [stmt.target, stmt.iter]
+    if isinstance(stmt, (ast.With, ast.AsyncWith)):
+        return stmt.lineno, stmt.body[0].lineno - 1, list(stmt.items)
+    if isinstance(stmt, ast.Try):
+        return stmt.lineno, stmt.lineno, []  # its except clauses count on their own
+    return stmt.lineno, stmt.end_lineno, [stmt]
+
+
+def unnumbered_ray_statements(text: str) -> list[str]:
+    tree, comments, lines = ast.parse(text), _comments(text), text.splitlines()
+    names = _ray_names(tree)
+
+    def uses_ray(node: ast.AST) -> bool:
+        return any(isinstance(sub, ast.Name) and sub.id in names or
+                   isinstance(sub, ast.Attribute) and sub.attr in RAY_METHODS for sub in ast.walk(node))
+
+    numbered = {line for line, comment in comments.items() if re.search(r"\[\d+\]", comment)}
+    found = []
+    for stmt in ast.walk(tree):
+        if isinstance(stmt, ast.ExceptHandler):  # `except ray.exceptions...:` counts on its own line
+            start, end, parts = stmt.lineno, stmt.lineno, [stmt.type] if stmt.type else []
+        elif not isinstance(stmt, ast.stmt) or isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            continue
+        else:
+            start, end, parts = _header(stmt)
+        if any(uses_ray(part) for part in parts) and not numbered & set(range(start - NEARBY, end + 1)):
+            found.append(f"{start}: {lines[start - 1].strip()[:90]}")
+    return sorted(found, key=lambda entry: int(entry.split(":")[0]))
+
+
+def number_order_problems(text: str) -> list[str]:
+    seen = [(line, int(n)) for line, comment in sorted(_comments(text).items())
+            for n in re.findall(r"\[(\d+)\]", comment)]
+    problems = []
+    for (line_a, a), (line_b, b) in zip(seen, seen[1:]):
+        if b < a or (b == a and line_b - line_a > NEARBY):
+            problems.append(f"[{b}] at line {line_b} after [{a}] at line {line_a}")
+    numbers = sorted({n for _, n in seen})
+    if numbers != list(range(1, len(numbers) + 1)):
+        problems.append(f"numbers {numbers}: they should be 1..{len(numbers)}")
+    return problems
+
+
+@pytest.mark.parametrize("path", ray_files(), ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
+def test_every_ray_statement_is_numbered_in_order(path):
+    text = path.read_text()
+    assert not unnumbered_ray_statements(text), "Ray statements without a [n] comment:\n" + \
+        "\n".join(unnumbered_ray_statements(text))
+    assert not number_order_problems(text), "\n".join(number_order_problems(text))
+
+
+def test_the_numbering_rule_catches_what_it_should():
+    text = ("import ray\n\n\n@ray.remote  # [1] a task\ndef f():\n    return 1\n\n\n"
+            "def main():\n    ray.init()  # [2] start\n    ref = f.remote()\n    x = 1\n    y = 2\n"
+            "    z = 3\n    w = 4\n    print(ray.get(ref))\n    if True:  # [3] trace\n        ray.timeline()\n"
+            "    x = 1  # [2] back\n")
+    assert unnumbered_ray_statements(text) == ["16: print(ray.get(ref))"]
+    assert number_order_problems(text) == ["[2] at line 19 after [3] at line 17"]
+
+
+@pytest.mark.parametrize("module", sorted({p.parent.parent.name for p in ray_files()}))
+def test_the_workshop_section_explains_every_number_of_its_pair(module):
+    """The pair that a module README's "In the workshop" section diffs: one list item per number in its Ray file."""
+    readme = (ROOT / module / "README.md").read_text()
+    section = readme.split("\n## In the workshop\n", 1)[1].split("\n## ", 1)[0]
+    name = re.search(rf"diff -u {module}/baseline/(\w+)\.py", section).group(1)
+    text = (ROOT / module / "ray_version" / f"{name}.py").read_text()
+    numbers = sorted({int(n) for comment in _comments(text).values() for n in re.findall(r"\[(\d+)\]", comment)})
+    explained = sorted(int(n) for n in re.findall(r"^(\d+)\. ", section, re.M))
+    assert explained == numbers, f"{module}/README.md In the workshop explains {explained}, {name}.py has {numbers}"

@@ -210,7 +210,8 @@ def fenced(text: str) -> str:
 
 def table(name: str, python: str = "3.11") -> str:
     """A benchmark script's own table from its report, as the script printed it (its heading left out)."""
-    return "\n".join(line for line in load(f"{name}-py{python}")["table"] if not line.startswith("# ")).strip("\n")
+    lines = load(f"{name}-py{python}")["table"]
+    return "\n".join(line for line in lines if not line.startswith(("# ", "Machine:"))).strip("\n")
 
 
 def bench_report(module: str, python: str = "3.11") -> dict:
@@ -357,27 +358,25 @@ def ray_serve_ramp(python: str = "3.11") -> str:
 
 
 def vllm_findings(python: str = "3.11") -> str:
-    """Whose gain is what in vllm_examples/benchmarks/llm_throughput.py's rows, against the module's targets."""
+    """What llm_throughput.py's rows mean, beyond the speedups its table already states."""
     report = load(f"vllm_examples_llm_throughput-py{python}")
-    targets = report["targets"]
-    met = lambda ratio, target: "met" if ratio >= target else "not met on 2 cores"  # noqa: E731
-    lines = [f"- **Batch, {row['label']}**: Ray Data + vLLM {row['speedup']:.2f}x the baseline's tokens/s (target "
-             f"{targets['batch_generate']:g}x, {met(row['speedup'], targets['batch_generate'])}). Of it, vLLM "
-             f"brings {row['vllm_over_baseline']:.2f}x (plain vLLM over HF) and Ray Data gives "
-             f"{row['ray_over_plain_vllm']:.2f}x of plain vLLM's throughput."
-             for row in report["offline"]]
     online = report["online"]
-    lines.append(f"- **Server**: Ray Serve LLM {online['speedup']:.2f}x the baseline's output tokens/s (target "
-                 f"{targets['openai_server']:g}x, {met(online['speedup'], targets['openai_server'])}), and the "
-                 f"first token after {online['ray_ttft_p50_ms']:,.0f} ms (p50) instead of "
-                 f"{online['baseline_ttft_p50_ms']:,.0f} ms: the baseline runs one `generate()` at a time, so a "
-                 f"request waits for those ahead of it. Of it, `vllm serve` brings {online['vllm_over_baseline']:.2f}x "
-                 f"and Ray Serve LLM gives {online['ray_over_vllm_serve']:.2f}x of its throughput.")
-    lines.append("- **What Ray costs and buys.** Ray's rows pay for a cluster, actors for every stage or a proxy "
-                 "and an ingress replica, all on the engine's two cores, and a longer start. They buy the same "
-                 "script over sharded files of any size, CPU stages that overlap with generation, engine replicas "
-                 "across a cluster's GPUs (`--engines N`), and autoscaled server replicas deployed from a config "
-                 "file. The continuous batching that makes the difference is vLLM's, with or without Ray.")
+    lines = []
+    if any(row["speedup"] < report["targets"]["batch_generate"] for row in report["offline"]):
+        lines.append("- **Why the batch target is not met here**: on two CPU cores a 135M-parameter model in "
+                     "float32 is bound by matrix arithmetic that HF's padded batches already keep busy, so "
+                     "continuous batching and the paged KV cache have little idle time to win back; the gap "
+                     "between the two offline rows is the padding `generate()` wastes once answers end. The "
+                     "target is for GPUs, where vLLM's kernels and far larger batches pay (not measured here: "
+                     "no GPU in this project's CI).")
+    lines.append(f"- **The server's first token** comes after {online['ray_ttft_p50_ms']:,.0f} ms (p50) on Ray "
+                 f"Serve LLM and {online['baseline_ttft_p50_ms']:,.0f} ms on the baseline, which runs one "
+                 "`generate()` at a time, so a request waits for all those ahead of it.")
+    lines.append("- **What Ray costs and buys.** Ray's rows pay for actors for every stage, or a proxy and an "
+                 "ingress replica, on the engine's two cores, and a longer start. They buy the same script over "
+                 "sharded files of any size, engine replicas across a cluster's GPUs (`--engines N`), and "
+                 "autoscaled server replicas deployed from a config file. Continuous batching is vLLM's, with or "
+                 "without Ray.")
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ A real model, offline: MiniLM (`workshop.models.SentenceEncoder`, all-MiniLM-L6-
 probabilities of the three labels. The two model versions differ only in the head:
 
 - **v1, nearest centroid**: each label's prototype is the mean embedding of its labelled reviews in
-  ray_serve/data/labelled_reviews.csv; a review gets the softmax of its cosine similarities to the three
+  workshop/labelled_reviews.csv; a review gets the softmax of its cosine similarities to the three
   prototypes, sharpened by a temperature. Nothing is trained.
 - **v2, logistic regression**: a multinomial logistic regression on the embeddings of the same labelled
   reviews, fitted by full-batch gradient descent from zero weights. More accurate on reviews unlike the
@@ -33,7 +33,7 @@ from workshop.text_api import (  # noqa: F401  (re-exported: the servers use tex
     PredictRequest, PredictResponse, sample_texts, size_problem,
 )
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "ray_serve" / "data" / "labelled_reviews.csv"
+EXAMPLES = Path(__file__).resolve().parent / "labelled_reviews.csv"  # next to this file: copy workshop/ and it comes along
 
 TEMPERATURE = 0.05  # v1: cosine similarities differ by a few hundredths; sharpen them into probabilities
 # v2: logistic regression on the labelled examples

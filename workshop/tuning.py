@@ -1,9 +1,5 @@
-"""What both sides of ray_tune share besides the data (workshop/data.py): the search-space file check, the
-search space written in each library's terms (Optuna suggestions, Ray Tune sampling functions), and the table
-of trials both print.
-
-All of it is incidental to what the module teaches (how the trials are run), so it lives here once.
-Only `to_tune_space` imports Ray, when it is called.
+"""What both sides of ray_tune share besides the data (workshop/data.py): the search-space file check and the
+table of trials both print. Each script writes the search space in its own library's terms (`search_space`).
 """
 
 from __future__ import annotations
@@ -63,35 +59,6 @@ def check_dimension(name: str, spec) -> None:
         raise ValueError(f"search space: {name} is a real number; use uniform or loguniform")
     if name in ("width", "batch_size") and not spec["type"].endswith("randint"):
         raise ValueError(f"search space: {name} is a whole number; use randint, lograndint or choice")
-
-
-# The search space in each library's own terms: the same space, drawn by Optuna and by Ray Tune.
-
-def suggest_config(space: dict, trial) -> dict:
-    """The search space as Optuna suggestions (what OptunaSearch does for Tune; randint bounds: high excluded)."""
-    config = {}
-    for name, spec in space.items():
-        if not isinstance(spec, dict):
-            config[name] = spec
-        elif spec["type"] == "choice":
-            config[name] = trial.suggest_categorical(name, spec["values"])
-        elif spec["type"] in ("uniform", "loguniform"):
-            config[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec["type"] == "loguniform")
-        else:  # randint, lograndint
-            config[name] = trial.suggest_int(name, spec["low"], spec["high"] - 1, log=spec["type"] == "lograndint")
-    return config
-
-
-def to_tune_space(space: dict) -> dict:
-    """The search space as Tune sampling functions; the searcher draws from these."""
-    from ray import tune
-
-    samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint,
-                "lograndint": tune.lograndint}
-    return {name: spec if not isinstance(spec, dict)  # a fixed value stays fixed
-            else tune.choice(spec["values"]) if spec["type"] == "choice"
-            else samplers[spec["type"]](spec["low"], spec["high"])
-            for name, spec in space.items()}
 
 
 def print_trials(trials: list[dict]) -> None:

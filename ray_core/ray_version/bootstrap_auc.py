@@ -6,7 +6,7 @@ evaluation set and takes a fraction of a second of CPU: embarrassingly parallel 
 large input.
 
 Twin: ray_core/baseline/bootstrap_auc.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[6] are explained in ray_core/README.md).
+comments are explained in ray_core/README.md).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ weights and applies the averaged gradients. Both are long-lived objects with sta
 processes: Ray actors, which Ray places on any node of the cluster and restarts when their process dies.
 
 Twin: ray_core/baseline/parameter_server.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[6] are explained in ray_core/README.md).
+comments are explained in ray_core/README.md).
 """
 
 from __future__ import annotations

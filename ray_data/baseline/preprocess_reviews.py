@@ -7,7 +7,7 @@ the enriched rows to Parquet partitioned by star rating. pandas holds the whole 
 so the peak memory grows with the input.
 
 Twin: ray_data/ray_version/preprocess_reviews.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[11] are explained in ray_data/README.md).
+comments are explained in ray_data/README.md).
 """
 
 from __future__ import annotations

