@@ -40,6 +40,17 @@ def pytest_sessionstart(session):
     session.config.stash[_STARTED] = time.monotonic()
 
 
+def checkout() -> dict:
+    """Which commit ran, and whether tracked files had changes not committed (then no commit stands for the run)."""
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    return {"commit": commit or None, "clean_checkout": bool(commit) and not git("status", "--porcelain",
+                                                                                 "--untracked-files=no")}
+
+
 def pytest_sessionfinish(session, exitstatus):
     """A whole `make test` or `make test-slow` run leaves reports/test.json or test-slow.json: the counts, the
     seconds, the Python and the machine (the README's figures come from such reports)."""
@@ -61,6 +72,7 @@ def pytest_sessionfinish(session, exitstatus):
         "command": "make test" if name == "test.json" else "make test-slow",
         "exit_status": int(exitstatus),
         **counts,
+        **checkout(),
         "seconds": round(time.monotonic() - config.stash[_STARTED], 1),
     }
     (ROOT / "reports").mkdir(exist_ok=True)

@@ -47,6 +47,7 @@ def test_record_names_each_report_by_its_python(tmp_path, monkeypatch):
     rows = [{"module": "ray_core"}, {"module": "ray_data"}]
     (source / "demo.json").write_text(json.dumps({"versions": {"python": "3.13.0"}, "rows": rows}))
     (source / "bench.json").write_text(json.dumps({"versions": {"python": "3.11.7"}, "rows": rows[:1]}))
+    (source / "test.json").write_text(json.dumps({"python": "3.11.7", "clean_checkout": False}))  # not recorded
     monkeypatch.setattr(docs, "REPORTS", tmp_path / "docs")
     written = docs.record(source)
     assert sorted(p.name for p in written) == ["bench-ray_core-py3.11.json", "demo-py3.13.json",

@@ -1,6 +1,7 @@
 """The READMEs' measured figures, written from the committed reports in docs/reports/.
 
     python -m tools.docs record   # copy this machine's reports/*.json into docs/reports/, named by Python version
+    python -m tools.docs record /tmp/fresh-clone/reports   # the reports of a fresh clone's .ci/run and make demo
     make docs                     # rewrite every generated block in the Markdown files (cog -r)
 
 A generated block in a Markdown file calls a function of this module between cog markers; tests/test_docs.py
@@ -42,12 +43,16 @@ def recorded_name(name: str, report: dict) -> str:
 
 
 def record(source: Path = ROOT / "reports") -> list[Path]:
-    """Copies reports/NAME.json to docs/reports/ under recorded_name(), for each report this machine has written."""
+    """Copies reports/NAME.json to docs/reports/ under recorded_name(), for each report this machine has written.
+    Left out: an install report of a set-up re-run (it measures no install), and a test report from a checkout with
+    uncommitted changes (no commit stands for it: record the one a fresh clone's .ci/run writes)."""
     written = []
     for name in RECORDED:
         path = source / f"{name}.json"
         report = json.loads(path.read_text()) if path.exists() else None
-        if report is not None and report.get("fresh_venv", True):  # a set-up re-run measures no install
+        if report is not None and report.get("clean_checkout") is False:
+            print(f"not recorded: {path} ran on uncommitted changes; record a fresh clone's run", file=sys.stderr)
+        elif report is not None and report.get("fresh_venv", True):
             target = REPORTS / f"{recorded_name(name, report)}.json"
             REPORTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
@@ -403,12 +408,17 @@ def memory_findings(python: str = "3.11") -> str:
 
 
 def main(argv: list[str]) -> int:
-    if argv != ["record"]:
-        print("usage: python -m tools.docs record", file=sys.stderr)
+    if not argv or argv[0] != "record" or len(argv) > 2:
+        print("usage: python -m tools.docs record [REPORTS_FOLDER]   (default: reports/)", file=sys.stderr)
         return 2
-    written = record()
+    source = Path(argv[1]) if len(argv) == 2 else ROOT / "reports"
+    if not source.is_dir():
+        print(f"error: {source} is not a folder; give the reports/ folder of a checkout", file=sys.stderr)
+        return 2
+    written = record(source)
     if not written:
-        print("error: no reports in reports/; run make setup, make test or make demo first", file=sys.stderr)
+        print(f"error: no reports to record in {source}; run make setup, make test or make demo first",
+              file=sys.stderr)
         return 1
     for path in written:
         print(f"recorded {path.relative_to(ROOT)}")

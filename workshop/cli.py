@@ -73,7 +73,13 @@ def positive_int(text: str) -> int:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one line that says what is wrong and what to do, and exit non-zero."""
+    """Print one line that says what is wrong and what to do, and exit non-zero. A Ray script disconnects from Ray
+    first (and stops the local Ray it started), so that no log line of Ray's comes after the error."""
+    ray = sys.modules.get("ray")
+    main = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+    in_driver = ray is not None and not Path(main).resolve().is_relative_to(Path(ray.__file__).parent)
+    if in_driver and ray.is_initialized():  # a Ray worker's main module is Ray's own: never shut down from there
+        ray.shutdown()
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
 
