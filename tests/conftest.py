@@ -124,6 +124,7 @@ class SmokeRun:
     proc: subprocess.CompletedProcess
     output: Path
     trace: Path | None
+    script: Path  # the copy that ran, in a project folder of its own
 
     @property
     def result(self) -> dict:
@@ -136,10 +137,9 @@ def smoke_run(request, tmp_path_factory):
     """`smoke_run(pair, side)`: the pair side's smoke run (the pairs.toml `smoke` arguments), once per session.
 
     The generic pair test and the module tests that look closer at one side's answer share it instead of each
-    running the script again. The baseline runs plainly from the repository root; the Ray side runs lifted out
-    of the repository, as a learner copies it into a project (its module folder and workshop/ in a fresh
-    folder; the converted model shared through WORKSHOP_MODEL_CACHE), against the two-node test cluster, with
-    --trace."""
+    running the script again. Both sides run lifted out of the repository, as a learner copies them into a
+    project (`lift_out`), with a Python that has the pinned packages but not this repository
+    (`project_python`); the Ray side against the two-node test cluster, with --trace."""
     from workshop import models
 
     runs: dict[tuple[str, str, str], SmokeRun] = {}
@@ -151,16 +151,18 @@ def smoke_run(request, tmp_path_factory):
             out, trace = folder / "out", None
             args = [*pair.spec["smoke"], "--output", out]
             script = pair.script(side).relative_to(ROOT)
+            copy = lift_out(script, folder / "project")
+            env = base_env()
+            env["WORKSHOP_MODEL_CACHE"] = str(models.CACHE)  # the converted SmolLM2 (python -m workshop.models)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)  # copied_helpers_imported looks for the bytecode
             if side == "ray_version":
-                cluster = request.getfixturevalue("ray_cluster")
-                env = cluster.env(base_env())
-                env["WORKSHOP_MODEL_CACHE"] = str(models.CACHE)
+                env = request.getfixturevalue("ray_cluster").env(env)
                 trace = folder / "trace.json"
-                proc = run(script, *args, "--trace", trace, env=env, timeout=540,
-                           cwd=lift_out(pair.module, folder / "project"))
-            else:
-                proc = run(script, *args, timeout=540)
-            runs[key] = SmokeRun(proc, out, trace)
+                args += ["--trace", trace]
+            python = request.getfixturevalue("project_python")
+            proc = subprocess.run([python, str(copy), *map(str, args)], cwd=copy.parent.parent.parent, env=env,
+                                  capture_output=True, text=True, timeout=540)
+            runs[key] = SmokeRun(proc, out, trace, copy)
         return runs[key]
 
     return get
@@ -182,15 +184,48 @@ def run(script: str | Path, *args: str, env: dict[str, str] | None = None, timeo
     )
 
 
-def lift_out(module: str, folder: Path) -> Path:
-    """What a learner copies into their own project: the module's folder and the `workshop` helpers its
-    scripts import, nothing else of this repository. Returns the new project's root."""
+CLIENTS = {"text_classifier_server": "load_test.py", "openai_server": "openai_client.py"}  # a server's self-test
+
+
+def lift_out(script: Path, folder: Path) -> Path:
+    """What a learner copies into their own project (the README's "Use a script in your own project"): the script
+    and workshop/ side by side, and a server's client one folder up, nothing else of this repository. The
+    folders keep the repository's names (MODULE/SIDE/NAME.py), which name the result. Returns the copied script."""
     import shutil
 
-    ignore = shutil.ignore_patterns("__pycache__", "outputs", "*.pyc")
-    shutil.copytree(ROOT / module, folder / module, ignore=ignore)
-    shutil.copytree(ROOT / "workshop", folder / "workshop", ignore=ignore)
-    return folder
+    script = ROOT / script
+    target = folder / script.parent.parent.name / script.parent.name
+    target.mkdir(parents=True)
+    shutil.copy2(script, target / script.name)
+    shutil.copytree(ROOT / "workshop", target / "workshop", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if script.stem in CLIENTS:
+        shutil.copy2(script.parent.parent / CLIENTS[script.stem], target.parent / CLIENTS[script.stem])
+    return target / script.name
+
+
+@pytest.fixture(scope="session")
+def project_python(tmp_path_factory) -> str:
+    """A Python with this repository's pinned packages but not the repository itself (no editable `workshop`):
+    a venv whose site-packages lists the test venv's site-packages in a .pth file, so that the packages import
+    and .pth files in there (the editable install's among them) are not run."""
+    import sysconfig
+
+    folder = tmp_path_factory.mktemp("project_venv")
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(folder)],
+                   check=True, capture_output=True)
+    python = folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "pinned_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    probe = subprocess.run([str(python), "-c", "import ray, torch, workshop"], cwd=folder, capture_output=True,
+                           text=True)
+    assert "No module named 'workshop'" in probe.stderr, f"the project Python must not see workshop: {probe.stderr}"
+    return str(python)
+
+
+def copied_helpers_imported(script: Path) -> bool:
+    """Whether the run imported the workshop/ copied next to the script (Python leaves its bytecode there)."""
+    return any((script.parent / "workshop" / "__pycache__").glob("cli.*.pyc"))
 
 
 def load_script(path: str | Path):

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from conftest import last_line, run
+from conftest import copied_helpers_imported, last_line, run
 from tools import tour
 
 PAIRS = tour.discover()
@@ -79,12 +79,14 @@ def test_bad_flag_is_a_usage_error(script, cli_checks):
 @pytest.mark.parametrize("pair", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAIRS else p
                                   for p in PAIRS], ids=pair_id)
 def test_pair_agrees_at_smoke_size(pair, smoke_run):
-    """Both sides at smoke size agree. The Ray side runs lifted out of the repository, as a learner copies it
-    into a project, against the two-node cluster (see the smoke_run fixture); module tests reuse these runs."""
+    """Both sides at smoke size agree. Each runs lifted out of the repository, as a learner copies it into a
+    project, with a Python that does not have this repository; the Ray side against the two-node cluster (see
+    the smoke_run fixture); module tests reuse these runs."""
     results = {}
     for side in tour.SIDES:
         results[side] = smoke_run(pair, side).result
         assert results[side]["side"] == side and results[side]["pair"] == pair.name
+        assert copied_helpers_imported(smoke_run(pair, side).script), "the copied workshop/ was not the one used"
         assert results[side]["seconds"] > 0
     # --trace: a Chrome-trace event list (what Perfetto and chrome://tracing load) with work from several workers
     events = json.loads(smoke_run(pair, "ray_version").trace.read_text())

@@ -156,7 +156,7 @@ def servers(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("servers")
     baseline = Server("baseline", {**base_env(), "OMP_NUM_THREADS": "1"}, folder / "baseline.log", "--workers", "2",
                       command=[sys.executable, "-m", "uvicorn", "--app-dir", "ray_serve/baseline", "--factory",
-                               "text_classifier_server:create_app"])
+                               "text_classifier_server:build_app"])
     env = cluster.env(base_env())
     port = serve_client.free_port()
     config = yaml.safe_load(CONFIG.read_text())

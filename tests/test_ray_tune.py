@@ -4,6 +4,7 @@ trial resumes from its checkpoint, Tune's best is not worse than the baseline's,
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def test_baseline_random_search_runs_every_trial_to_the_end(tmp_path):
 
 
 # Trials of seconds (a larger training set than --smoke-test's): Ctrl-C and a kill land while trials run.
-SLOW_TRIALS = ["--num-samples", "4", "--epochs", "8", "--train-rows", "60000", "--val-rows", "500"]
+SLOW_TRIALS = ["--num-samples", "4", "--epochs", "16", "--train-rows", "200000", "--val-rows", "500"]
 
 
 def interrupt_when(proc, ready, timeout=180):
@@ -88,16 +89,17 @@ def test_stopped_experiment_restores_without_redoing_finished_trials(ray_cluster
     script = SCRIPT.format(side="ray_version")
     experiment = tmp_path / "tune_mlp"
 
-    def a_trial_finished():
-        try:
-            return any(status == "TERMINATED" for status, _ in trial_state(experiment).values())
-        except (ValueError, OSError):  # no state file yet, or one being rewritten
-            return False
+    progress = tmp_path / "stderr.txt"  # where the progress bar goes: Ctrl-C once it counts a finished trial
 
-    proc = subprocess.Popen([sys.executable, script, *SLOW_TRIALS, "--max-concurrent-trials", "2", "--output",
-                             str(tmp_path)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    out, err = interrupt_when(proc, a_trial_finished)
+    def a_trial_finished():
+        return re.search(r"trials finished:[^|]*\|[^|]*\| [1-3]/4", progress.read_text(errors="replace"))
+
+    with open(progress, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, script, *SLOW_TRIALS, "--max-concurrent-trials", "2", "--output",
+                                 str(tmp_path)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr,
+                                text=True)
+        out, _ = interrupt_when(proc, a_trial_finished)
+    err = progress.read_text(errors="replace")
     assert proc.returncode == 0, err[-3000:]
     first = read_result(tmp_path)
     assert first["details"]["complete"] is False and "--restore" in out
@@ -133,10 +135,14 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     details = read_result(tmp_path)["details"]
     assert details["complete"] is True and len(details["trials"]) == 4
-    [(name, rows)] = [(n, r) for n, r in trial_rows(experiment).items() if any(row["resumed_from_epoch"] for row in r)]
-    resumed_at = next(row["resumed_from_epoch"] for row in rows if row["resumed_from_epoch"])
+    # Tune counts iterations_since_restore from 1 again when it restarts a trial; training_iteration goes on
+    restarted = {n: r for n, r in trial_rows(experiment).items()
+                 if any(row["iterations_since_restore"] < row["training_iteration"] for row in r)}
+    [(name, rows)] = restarted.items()
+    first = next(row for row in rows if row["iterations_since_restore"] < row["training_iteration"])
+    resumed_at = first["training_iteration"] - first["iterations_since_restore"]
     assert resumed_at >= 2, f"{name} should continue from a checkpoint of epoch 2 or later, not from scratch"
-    assert [row["training_iteration"] for row in rows if row["resumed_from_epoch"]][0] == resumed_at + 1
+    assert all(row["epoch"] == row["training_iteration"] for row in rows), f"{name} started its epochs over"
     assert details["trials_resumed_from_checkpoint"] == 1 and "resumed from a checkpoint" in proc.stdout
     assert details["trials_stopped_early"] >= 1, "ASHA should stop at least one weak trial"
 

@@ -68,7 +68,7 @@ def test_without_vllm_the_ray_scripts_say_so_and_the_baseline_runs(tmp_path):
     assert "4" in rows["completion"][2], rows["completion"][2]
     answer = json.loads((out / "result.json").read_text())["answer"]
     assert answer["prompts"] == 4 and answer["max_tokens"] == 12 and answer["with_requested_length"] == 4
-    assert len(set(answer["token_digests"])) == 4  # four different prompts, four different completions
+    assert len({tuple(ids) for ids in answer["token_ids"]}) == 4  # four prompts, four different completions
 
 
 def prompt_file(folder: Path, texts: list[str]) -> Path:

@@ -385,6 +385,36 @@ def vllm_findings(python: str = "3.11") -> str:
     return "\n".join(lines)
 
 
+# What the Ray LLM server replaces: the parts of the hand-written baseline server, by the names that define them.
+BASELINE_SERVER_PARTS = {
+    "request schemas and validation": ("ChatMessage", "StreamOptions", "SamplingFields", "ChatCompletionRequest",
+                                       "CompletionRequest"),
+    "OpenAI error bodies": ("APIError", "error_response"),
+    "token streaming out of generate()": ("TokenQueue", "StopWhenCancelled", "Generator"),
+    "routes and server-sent events": ("event", "usage", "build_app"),
+}
+
+
+def definition_lines(path: Path, names: tuple[str, ...]) -> int:
+    """Lines of the top-level classes and functions called `names` in a Python file, decorators included."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    return sum(node.end_lineno - min([node.lineno, *(d.lineno for d in node.decorator_list)]) + 1
+               for node in tree.body if getattr(node, "name", None) in names)
+
+
+def openai_server_lines() -> str:
+    """How much of the hand-written baseline server the Ray file's configuration replaces, counted in the files."""
+    baseline = ROOT / "vllm_examples" / "baseline" / "openai_server.py"
+    ray = ROOT / "vllm_examples" / "ray_version" / "openai_server.py"
+    parts = {what: definition_lines(baseline, names) for what, names in BASELINE_SERVER_PARTS.items()}
+    return (f"The Ray file's `engine_kwargs` and `build_app` ({definition_lines(ray, ('engine_kwargs', 'build_app'))} "
+            f"lines) replace {sum(parts.values())} lines of the baseline: "
+            + ", ".join(f"{what} ({n})" for what, n in parts.items())
+            + f". Whole files: {len(baseline.read_text().splitlines())} and {len(ray.read_text().splitlines())} lines.")
+
+
 def metric_vs_time(python: str = "3.11") -> str:
     """ray_tune/benchmarks/metric_vs_time.py's table and its verdict, as the script printed them."""
     return "\n".join(load(f"ray_tune_metric_vs_time-py{python}")["table"])

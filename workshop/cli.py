@@ -20,11 +20,18 @@ from typing import Any, NoReturn
 RESULT_FILE = "result.json"
 
 
-def make_parser(doc: str, *, module: str, pair: str, side: str) -> argparse.ArgumentParser:
-    """An argparse parser with the flags every script has: --smoke-test, --seed, --output."""
+def make_parser(doc: str, script: str, *, pair: str | None = None,
+                side: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with the flags every script has: --smoke-test, --seed, --output.
+
+    `script` is the script's `__file__`: MODULE/SIDE/PAIR.py names the default output folder,
+    outputs/MODULE/PAIR/SIDE, and the labels in result.json (a benchmark may give its own pair and side).
+    """
+    path = Path(script).resolve()
+    run = {"module": path.parent.parent.name, "pair": pair or path.stem, "side": side or path.parent.name}
     parser = argparse.ArgumentParser(
         description=doc.strip().splitlines()[0],
-        epilog=f"Example: python {module}/{side}/{pair}.py --smoke-test",
+        epilog=f"Example: python {run['module']}/{run['side']}/{run['pair']}.py --smoke-test",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -34,20 +41,11 @@ def make_parser(doc: str, *, module: str, pair: str, side: str) -> argparse.Argu
     parser.add_argument(
         "--output",
         type=Path,
-        default=Path("outputs") / module / pair / side,
+        default=Path("outputs") / run["module"] / run["pair"] / run["side"],
         help="folder for the result file; a re-run overwrites it",
     )
-    if side == "ray_version":
-        parser.add_argument(
-            "--trace", type=trace_file, default=None, metavar="FILE",
-            help="write a Ray timeline of the run (JSON; open it in https://ui.perfetto.dev or chrome://tracing)",
-        )
-        parser.add_argument(
-            "--verbose", action="store_true",
-            help="also show Ray's own log lines on the console (Ray Train's reports, Tune's tables, Ray Data's "
-                 "plans, the vLLM engine's output); "
-                 "by default they go to Ray's log files only",
-        )
+    # not flags: what write_result labels the result with, and when the script started (for start-up times)
+    parser.set_defaults(run=run, started=time.perf_counter())
     return parser
 
 
@@ -116,34 +114,23 @@ def versions() -> dict[str, str]:
     return found
 
 
-def write_result(
-    folder: Path,
-    *,
-    module: str,
-    pair: str,
-    side: str,
-    seconds: float,
-    answer: Any,
-    smoke_test: bool,
-    **details: Any,
-) -> Path:
-    """Write result.json: `answer` is what the two sides must agree on, `seconds` the measured work time.
+def write_result(args: argparse.Namespace, *, seconds: float, answer: Any, **details: Any) -> Path:
+    """Write result.json into the --output folder: `answer` is what the two sides must agree on, `seconds` the
+    measured work time, `details` anything else worth keeping.
 
     The file is written to a temporary name and renamed, so it is either complete or absent.
     """
     result = {
-        "module": module,
-        "pair": pair,
-        "side": side,
+        **args.run,
         "seconds": round(seconds, 4),
-        "smoke_test": smoke_test,
+        "smoke_test": args.smoke_test,
         "answer": answer,
         "details": details,
         "argv": sys.argv[1:],
         "versions": versions(),
         "cpu_count": os.cpu_count(),
     }
-    path = folder / RESULT_FILE
+    path = args.output / RESULT_FILE
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, path)

@@ -9,8 +9,8 @@
   SmolLM2-135M-Instruct by default, offline). Checked before anything loads: an engine asked for more than
   the model's context fails inside its actor, and Ray Serve restarts that replica forever.
 - `chat_messages(prompt)`: the OpenAI-style message list every side sends.
-- `engine_kwargs(args)`: the vLLM engine arguments both Ray scripts pass (dtype, lengths, an explicit CPU KV
-  cache size: vLLM would otherwise size it from most of the RAM).
+- `client_command`, `write_self_test_result`: the servers' self-test (workshop/self_test.py) with
+  vllm_examples/openai_client.py, and the result.json it leaves.
 - `require_vllm()`: one clear line and exit 1 where vLLM cannot be imported (macOS, Windows, no install).
 Nothing here imports Ray or vLLM.
 """
@@ -133,23 +133,27 @@ def apply_smoke_defaults(parser, args, **sizes) -> None:
                 setattr(args, name, value)
 
 
-def engine_kwargs(args) -> dict:
-    """vLLM engine arguments from the command line, the same for Ray Data LLM and Ray Serve LLM.
+def client_command(base_url: str, args) -> list[str]:
+    """The servers' self-test client (workshop/self_test.py): openai_client.py's API check and load test."""
+    return ["openai_client.py", "--base-url", base_url, "--check", "--load", "--requests", str(args.load_requests),
+            "--concurrency", str(args.concurrency), "--max-tokens", str(args.max_tokens), "--seed", str(args.seed)]
 
-    On a CPU the KV cache gets an explicit size (--kv-cache-gib; what VLLM_CPU_KVCACHE_SPACE sets): vLLM would
-    otherwise size it from most of the RAM. An engine argument, unlike that environment variable, reaches
-    engines on every node of a cluster. On a GPU vLLM sizes it from the free GPU memory.
-    """
-    kwargs = {
-        "dtype": args.dtype,
-        "max_model_len": args.max_model_len,  # the longest prompt + completion (one sequence's KV cache)
-        "tensor_parallel_size": args.tensor_parallel_size,  # GPUs that share one engine (one model copy)
-        "enforce_eager": not args.use_gpu,  # CPU: no graph capture or compilation, a faster start
-        "seed": args.seed,
-    }
-    if not args.use_gpu:
-        kwargs["kv_cache_memory_bytes"] = int(args.kv_cache_gib * 2**30)
-    return kwargs
+
+def write_self_test_result(args, report: dict, model_name: str) -> None:
+    """result.json of a server's self-test: the API check's statuses and texts are the answer both servers must
+    agree on; the load figures are details."""
+    check, load = report["check"], report["load"]
+    print(f"Self-test passed: {load['ok']} streaming requests in {load['seconds']:.2f} s, "
+          f"{load['output_tokens_per_s']:.1f} output tokens/s, TTFT p50 {load['ttft_p50_ms']:.0f} ms, "
+          f"latency p99 {load['latency_p99_ms']:.0f} ms")
+    path = cli.write_result(
+        args, seconds=load["seconds"],
+        answer={"statuses": check["statuses"], "completion_tokens": check["completion_tokens"],
+                "texts": check["texts"], "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
+        startup_seconds=report["startup_seconds"], self_test_seconds=report["self_test_seconds"],
+        model=model_name, load=load, example={"input": check["prompt"], "output": check["texts"]["chat"]},
+    )
+    print(f"Result: {path}")
 
 
 def vllm_installed() -> bool:

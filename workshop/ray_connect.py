@@ -23,7 +23,6 @@ Only public Ray is used. Nothing here imports Ray until a Ray script calls it, s
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import socket
 import sys
@@ -158,11 +157,3 @@ def require_resources(amount: float = 1, resource: str = "CPU", why: str = "") -
               f"would wait forever; ask for less, or add a node (ray start --address=<head>:6379 --num-cpus=N, "
               f"--num-gpus=N) and check `ray status`")
 
-
-def quiet_console(logger: str = "ray.data") -> None:
-    """Keep a Ray library's INFO lines (Ray Data: execution plans, size estimates, "execution finished") out of the
-    console; they still go to its log file (ray-data.log in the session's logs folder), and warnings still print.
-    Ray Data sets up its handlers when it is imported: a console one and a session-file one."""
-    for handler in logging.getLogger(logger).handlers:
-        if isinstance(handler, logging.StreamHandler):  # the console handler; the file handler is not a stream one
-            handler.setLevel(logging.WARNING)

@@ -5,6 +5,8 @@
   concurrency, for a number of requests or a duration; returns throughput, latency percentiles, errors by
   status, and how long the server took to recover when requests failed.
 - `port_in_use`, `free_port`, `wait_until_healthy`: what a server script needs to start cleanly.
+- `load_test_command`, `write_self_test_result`: the servers' self-test (workshop/self_test.py) with
+  ray_serve/load_test.py, and the result.json it leaves.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import time
 import urllib.error
 import urllib.request
 from typing import Any, Optional
+
+from workshop import cli, text_api
 
 
 def free_port() -> int:
@@ -176,3 +180,28 @@ def format_report(report: dict) -> str:
     lines = [f"| {'metric'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
     lines += [f"| {k.ljust(width)} | {v} |" for k, v in rows]
     return "\n".join(lines)
+
+
+def load_test_command(url: str, args) -> list[str]:
+    """The self-test's client: ray_serve/load_test.py with the server's --load-requests, --concurrency, --seed."""
+    return ["load_test.py", "--url", url, "--requests", str(args.load_requests),
+            "--concurrency", str(args.concurrency), "--seed", str(args.seed)]
+
+
+def write_self_test_result(args, report: dict) -> None:
+    """Check the self-test's report and write result.json: the predictions for the fixed texts are the answer
+    both servers must agree on; the load figures are details."""
+    predictions = report["check_predictions"]
+    if report["failed"] or not predictions or any(p["label"] not in text_api.LABELS for p in predictions):
+        cli.fail(f"self-test failed: {report['failed']} failed requests {report['errors_by_status']}")
+    print(f"Self-test passed: {report['ok']} requests in {report['seconds']:.2f} s, "
+          f"{report['throughput_rps']:.1f} requests/s, p99 {report['p99_ms']:.1f} ms")
+    path = cli.write_result(
+        args, seconds=report["self_test_seconds"],
+        answer={"labels": [p["label"] for p in predictions],
+                "scores": [[round(s, 4) for s in p["scores"]] for p in predictions]},
+        startup_seconds=report["startup_seconds"], load=report,
+        example={"input": report["check_texts"][0],
+                 "output": f"{predictions[0]['label']} ({max(predictions[0]['scores']):.2f})"},
+    )
+    print(f"Result: {path}")

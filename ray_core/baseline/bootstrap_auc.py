@@ -5,8 +5,9 @@ compute the AUC of each resample, and read the interval off the spread. Every re
 evaluation set and takes a fraction of a second of CPU: embarrassingly parallel work that shares one
 large input.
 
-Twin: ray_core/ray_version/bootstrap_auc.py (diff the two files to see the Ray changes; the numbered
-comments are explained in ray_core/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_core/README.md):
+
+    diff -u ray_core/baseline/bootstrap_auc.py ray_core/ray_version/bootstrap_auc.py
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from tqdm import tqdm
 
 from workshop import cli, data
 
-MODULE, PAIR, SIDE = "ray_core", "bootstrap_auc", "baseline"
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -41,12 +41,11 @@ def bootstrap_replicate(scores: np.ndarray, labels: np.ndarray, seed: int, repli
     return roc_auc(scores[idx], labels[idx])
 
 
-# multiprocessing.Pool: the evaluation set reaches each worker process once, through the initializer
-# (inherited on fork, pickled once per worker on spawn), not once per task.
-_shared: dict[str, np.ndarray] = {}
+_shared: dict[str, np.ndarray] = {}  # the evaluation set, once per Pool worker (see _init_worker)
 
 
 def _init_worker(scores: np.ndarray, labels: np.ndarray) -> None:
+    """Runs once in each Pool worker: the evaluation set arrives once per worker, not once per task."""
     _shared["scores"], _shared["labels"] = scores, labels
 
 
@@ -74,7 +73,7 @@ def run_bootstrap(scores, labels, seed, replicates, sample_size, sequential=Fals
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--rows", type=cli.positive_int, default=4_000_000, help="rows in the evaluation set")
     parser.add_argument("--replicates", type=cli.positive_int, default=32, help="bootstrap replicates (one task each)")
     parser.add_argument(
@@ -99,9 +98,10 @@ def main() -> None:
     print(f"AUC {point:.4f}, 95% bootstrap interval [{low:.4f}, {high:.4f}] from {len(aucs)} replicates")
     print(f"Work time: {timer.seconds:.2f} s")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer={"auc": point, "ci_low": float(low), "ci_high": float(high), "replicate_aucs": aucs},
-        sequential=args.sequential, rows=args.rows, replicates=args.replicates, sample_size=sample_size,
+        rows=args.rows, replicates=args.replicates, sample_size=sample_size,
+        sequential=args.sequential,
     )
     print(f"Result: {path}")
 

@@ -5,7 +5,9 @@ training data (its state) and computes gradients on minibatches of it; one param
 weights and applies the averaged gradients. Both are long-lived objects with state, living in their own
 processes: the stdlib's closest thing to an actor is an object hosted by a multiprocessing manager.
 
-Twin: ray_core/ray_version/parameter_server.py (diff the two files to see the Ray changes).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_core/README.md):
+
+    diff -u ray_core/baseline/parameter_server.py ray_core/ray_version/parameter_server.py
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from tqdm import tqdm
 
 from workshop import cli, data
 
-MODULE, PAIR, SIDE = "ray_core", "parameter_server", "baseline"
 
 
 def logistic_gradient(weights: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -96,7 +97,7 @@ def train(num_workers, rows_per_worker, dim, batch_size, steps, learning_rate, s
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--workers", type=cli.positive_int, default=2, help="data workers (one shard each)")
     parser.add_argument("--rows-per-worker", type=cli.positive_int, default=200_000, help="rows in each shard")
     parser.add_argument("--dim", type=cli.positive_int, default=64, help="number of features")
@@ -122,7 +123,7 @@ def main() -> None:
     print(f"Held-out accuracy {metrics['accuracy']:.4f}, log-loss {metrics['log_loss']:.4f}")
     print(f"Work time: {timer.seconds:.2f} s")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer={**metrics, "weights": weights.tolist()},
         workers=args.workers, steps=args.steps,
     )

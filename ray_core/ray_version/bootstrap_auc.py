@@ -5,13 +5,13 @@ compute the AUC of each resample, and read the interval off the spread. Every re
 evaluation set and takes a fraction of a second of CPU: embarrassingly parallel work that shares one
 large input.
 
-Twin: ray_core/baseline/bootstrap_auc.py (diff the two files to see the Ray changes; the numbered
-comments are explained in ray_core/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_core/README.md):
+
+    diff -u ray_core/baseline/bootstrap_auc.py ray_core/ray_version/bootstrap_auc.py
 """
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import ray
@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from workshop import cli, data, ray_connect
 
-MODULE, PAIR, SIDE = "ray_core", "bootstrap_auc", "ray_version"
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -63,24 +62,22 @@ def run_bootstrap(scores, labels, seed, replicates, sample_size):
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--rows", type=cli.positive_int, default=4_000_000, help="rows in the evaluation set")
     parser.add_argument("--replicates", type=cli.positive_int, default=32, help="bootstrap replicates (one task each)")
     parser.add_argument(
         "--sample-size", type=cli.positive_int, default=None, help="rows per resample (default: --rows)"
     )
+    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     args = parser.parse_args()
     if args.smoke_test:
         args.rows, args.replicates = 20_000, 16
     sample_size = args.sample_size or args.rows
     output = cli.prepare_output(args.output)
 
-    started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [5] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(1)
-    startup = time.perf_counter() - started
-
     scores, labels = data.make_scored_eval_set(args.rows, args.seed)
     print(f"Evaluation set: {args.rows:,} rows ({(scores.nbytes + labels.nbytes) / 1e6:.0f} MB), "
           f"{args.replicates} replicates of {sample_size:,} rows")
@@ -93,11 +90,11 @@ def main() -> None:
     low, high = np.percentile(aucs, [2.5, 97.5])
 
     print(f"AUC {point:.4f}, 95% bootstrap interval [{low:.4f}, {high:.4f}] from {len(aucs)} replicates")
-    print(f"Work time: {timer.seconds:.2f} s (Ray start-up {startup:.1f} s, not included)")
+    print(f"Work time: {timer.seconds:.2f} s")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer={"auc": point, "ci_low": float(low), "ci_high": float(high), "replicate_aucs": aucs},
-        rows=args.rows, replicates=args.replicates, sample_size=sample_size, startup_seconds=startup,
+        rows=args.rows, replicates=args.replicates, sample_size=sample_size,
     )
     print(f"Result: {path}")
 

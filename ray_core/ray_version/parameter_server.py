@@ -5,13 +5,13 @@ training data (its state) and computes gradients on minibatches of it; one param
 weights and applies the averaged gradients. Both are long-lived objects with state, living in their own
 processes: Ray actors, which Ray places on any node of the cluster and restarts when their process dies.
 
-Twin: ray_core/baseline/parameter_server.py (diff the two files to see the Ray changes; the numbered
-comments are explained in ray_core/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_core/README.md):
+
+    diff -u ray_core/baseline/parameter_server.py ray_core/ray_version/parameter_server.py
 """
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import ray
@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from workshop import cli, data, ray_connect
 
-MODULE, PAIR, SIDE = "ray_core", "parameter_server", "ray_version"
 
 
 def logistic_gradient(weights: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -84,13 +83,14 @@ def train(num_workers, rows_per_worker, dim, batch_size, steps, learning_rate, s
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--workers", type=cli.positive_int, default=2, help="data workers (one shard each)")
     parser.add_argument("--rows-per-worker", type=cli.positive_int, default=200_000, help="rows in each shard")
     parser.add_argument("--dim", type=cli.positive_int, default=64, help="number of features")
     parser.add_argument("--batch-size", type=cli.positive_int, default=4096, help="minibatch rows per worker and step")
     parser.add_argument("--steps", type=cli.positive_int, default=200, help="synchronous SGD steps")
     parser.add_argument("--learning-rate", type=float, default=0.5, help="SGD learning rate")
+    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     args = parser.parse_args()
     if args.smoke_test:
         args.rows_per_worker, args.dim, args.batch_size, args.steps = 5_000, 16, 256, 30
@@ -98,11 +98,9 @@ def main() -> None:
         parser.error(f"--batch-size ({args.batch_size}) cannot exceed --rows-per-worker ({args.rows_per_worker})")
     output = cli.prepare_output(args.output)
 
-    started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [5] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(1)
-    startup = time.perf_counter() - started
 
     print(f"Training: {args.workers} workers x {args.rows_per_worker:,} rows, {args.dim} features, "
           f"{args.steps} steps of {args.batch_size} rows per worker")
@@ -116,11 +114,11 @@ def main() -> None:
     metrics = evaluate(weights, X_test, y_test)
 
     print(f"Held-out accuracy {metrics['accuracy']:.4f}, log-loss {metrics['log_loss']:.4f}")
-    print(f"Work time: {timer.seconds:.2f} s (Ray start-up {startup:.1f} s, not included)")
+    print(f"Work time: {timer.seconds:.2f} s")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer={**metrics, "weights": weights.tolist()},
-        workers=args.workers, steps=args.steps, startup_seconds=startup,
+        workers=args.workers, steps=args.steps,
     )
     print(f"Result: {path}")
 

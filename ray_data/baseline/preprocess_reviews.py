@@ -6,8 +6,9 @@ real sentence encoder (MiniLM) in batches, label it positive or negative by zero
 the enriched rows to Parquet partitioned by star rating. pandas holds the whole dataset in memory at once,
 so the peak memory grows with the input.
 
-Twin: ray_data/ray_version/preprocess_reviews.py (diff the two files to see the Ray changes; the numbered
-comments are explained in ray_data/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_data/README.md):
+
+    diff -u ray_data/baseline/preprocess_reviews.py ray_data/ray_version/preprocess_reviews.py
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from tqdm import tqdm
 
 from workshop import cli, models, reviews
 
-MODULE, PAIR, SIDE = "ray_data", "preprocess_reviews", "baseline"
 REASONS = ("missing_text", "missing_rating", "rating_out_of_range", "too_short")  # checked in this order
 MIN_WORDS = 3
 SMOKE_ROWS = 256  # MiniLM costs milliseconds per review: 8 shards of 32, done in seconds
@@ -192,7 +192,7 @@ def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> tuple[i
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--input", type=Path, default=None,
                         help="folder of Parquet shards (default: generate --rows reviews, once)")
     parser.add_argument("--rows", type=cli.positive_int, default=20_000,
@@ -231,7 +231,7 @@ def main() -> None:
     rows, example = print_summary(answer, dropped, final["reviews"])
     print(f"Work time: {timer.seconds:.2f} s ({rows / timer.seconds:,.0f} rows/s)")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer=answer, input=str(args.input), shards=len(shards), input_rows=rows,
         rows_per_second=rows / timer.seconds, batch_size=args.batch_size, model=model_name,
         example=example,

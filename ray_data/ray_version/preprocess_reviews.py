@@ -6,15 +6,16 @@ real sentence encoder (MiniLM) in batches, label it positive or negative by zero
 the enriched rows to Parquet partitioned by star rating. Ray Data streams blocks through the steps on all
 CPUs of the cluster, in one pass over the input, so the driver's memory stays flat however large the input.
 
-Twin: ray_data/baseline/preprocess_reviews.py (diff the two files to see the Ray changes; the numbered
-comments are explained in ray_data/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_data/README.md):
+
+    diff -u ray_data/baseline/preprocess_reviews.py ray_data/ray_version/preprocess_reviews.py
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,6 @@ from tqdm import tqdm
 
 from workshop import cli, models, ray_connect, reviews
 
-MODULE, PAIR, SIDE = "ray_data", "preprocess_reviews", "ray_version"
 REASONS = ("missing_text", "missing_rating", "rating_out_of_range", "too_short")  # checked in this order
 MIN_WORDS = 3
 SMOKE_ROWS = 256  # MiniLM costs milliseconds per review: 8 shards of 32, done in seconds
@@ -166,8 +166,7 @@ def partial_sums(batch: pd.DataFrame) -> pd.DataFrame:
 def summarize(out: Path) -> dict[str, float | int | dict]:
     """A compact digest of the written rows, read back from disk: what both sides must agree on."""
     names = ["rating", "n_words", "n_chars", "avg_word_len", "sentiment_score", "sentiment"]
-    written = ray.data.read_parquet(str(out.resolve())).select_columns(names)  # [7] sums per block, added up here
-    sums = written.map_batches(partial_sums, batch_format="pandas", batch_size=None).to_pandas()
+    sums = partial_sums(pq.read_table(out, columns=names, partitioning="hive").to_pandas())
     by_rating = sums.groupby("rating").sum().sort_index()  # the sums of all batches, one row per rating
     return {
         "rows": int(by_rating["rows"].sum()),
@@ -209,7 +208,7 @@ def print_summary(answer: dict, dropped: dict[str, int], final: Path) -> tuple[i
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--input", type=Path, default=None,
                         help="folder of Parquet shards (default: generate --rows reviews, once)")
     parser.add_argument("--rows", type=cli.positive_int, default=20_000,
@@ -219,6 +218,8 @@ def main() -> None:
                         help="sentence encoder: a local model folder or a hub id (default: the packaged MiniLM)")
     parser.add_argument("--workers", type=cli.positive_int, default=None,
                         help="MiniLM actors (default: half the cluster's CPUs, at least 1)")
+    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
+    parser.add_argument("--verbose", action="store_true", help="Ray Data's log lines on the console")
     args = parser.parse_args()
     if args.smoke_test:
         args.rows = SMOKE_ROWS
@@ -229,14 +230,11 @@ def main() -> None:
         args.input = reviews.cached_dataset(args.rows, args.seed, progress=lambda s: tqdm(s, desc="generate"))
     shards = find_shards(args.input)
 
-    started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [8] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray.init()  # [7] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(1)
-    if not args.verbose:  # Ray Data's INFO lines to its log file only (its progress bars stay)
-        ray_connect.quiet_console("ray.data")
-    startup = time.perf_counter() - started
-    cpus = int(ray.cluster_resources().get("CPU", 1))  # [9] an actor pool that holds every CPU would hang:
+    logging.getLogger("ray.data").setLevel(logging.INFO if args.verbose else logging.WARNING)  # its plans, timings
+    cpus = int(ray.cluster_resources().get("CPU", 1))  # [8] an actor pool that holds every CPU would hang:
     workers = args.workers or max(1, cpus // 2)  # no read task could ever run
     if workers >= cpus:
         cli.fail(f"--workers {workers} would take all {cpus} Ray CPUs and leave none for reading; "
@@ -248,8 +246,8 @@ def main() -> None:
     try:
         with cli.Timer() as timer:
             run_pipeline(shards, model, args.batch_size, workers, tmp["reviews"], tmp["rejected"])
-        dropped = count_rejected(tmp["rejected"])  # [10] from the side output: no 2nd pass
-        if args.trace:  # [11] every task and actor call of this job, as a timeline for Perfetto
+        dropped = count_rejected(tmp["rejected"])  # [9] from the side output: no 2nd pass
+        if args.trace:  # [10] every task and actor call of this job, as a timeline for Perfetto
             ray.timeline(filename=str(args.trace))
         answer = {**summarize(tmp["reviews"]), "dropped": dropped}
     except (OSError, ValueError, pa.ArrowException, MemoryError, ray.exceptions.RayError) as exc:
@@ -262,13 +260,12 @@ def main() -> None:
             os.replace(tmp[name], final[name])
 
     rows, example = print_summary(answer, dropped, final["reviews"])
-    print(f"Work time: {timer.seconds:.2f} s ({rows / timer.seconds:,.0f} rows/s; "
-          f"Ray start-up {startup:.1f} s, not included)")
+    print(f"Work time: {timer.seconds:.2f} s ({rows / timer.seconds:,.0f} rows/s)")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer=answer, input=str(args.input), shards=len(shards), input_rows=rows,
         rows_per_second=rows / timer.seconds, batch_size=args.batch_size, model=model_name,
-        workers=workers, startup_seconds=startup,
+        workers=workers,
         example=example,
     )
     print(f"Result: {path}")

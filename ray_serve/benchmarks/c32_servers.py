@@ -5,7 +5,7 @@
 
 1. FastAPI + uvicorn, one process, torch's default threads (the tour's baseline);
 2. FastAPI + uvicorn --workers 2: two processes with one model copy and one torch thread each, started the way a
-   FastAPI user runs it (`python -m uvicorn ... --factory text_classifier_server:create_app --workers 2`);
+   FastAPI user runs it (`python -m uvicorn ... --factory text_classifier_server:build_app --workers 2`);
 3. Ray Serve with @serve.batch (the tour's Ray version, its own local Ray);
 4. the same with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (Ray 2.55+): the ingress replica takes HTTP itself (direct
    ingress, still on 127.0.0.1), deployments call each other over gRPC, user code and the router run on the
@@ -51,7 +51,7 @@ def run_uvicorn(args: list[str], env: dict[str, str], requests: int, concurrency
     port = serve_client.free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "uvicorn", "--app-dir", "ray_serve/baseline", "--factory",
-               "text_classifier_server:create_app", "--host", "127.0.0.1", "--port", str(port),
+               "text_classifier_server:build_app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", *args]
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)
@@ -71,7 +71,7 @@ def run_uvicorn(args: list[str], env: dict[str, str], requests: int, concurrency
     if server.returncode != 0:
         cli.fail(f"uvicorn {' '.join(args)} did not stop cleanly (exit {server.returncode}): {stderr.strip()[-400:]}")
     return {**load, "startup_seconds": round(startup, 3),
-            "labels": [p["label"] for p in load["check_predictions"]], "replicas": None}
+            "labels": [p["label"] for p in load["check_predictions"]]}
 
 
 def run_setup(side: str, args: list[str], extra_env: dict[str, str], requests: int, concurrency: int) -> dict:
@@ -87,7 +87,7 @@ def run_setup(side: str, args: list[str], extra_env: dict[str, str], requests: i
             cli.fail(f"{side} {' '.join(args)} failed: {proc.stderr.strip()[-400:]}")
         result = json.loads((Path(tmp) / "result.json").read_text())
     return {**result["details"]["load"], "startup_seconds": result["details"]["startup_seconds"],
-            "labels": result["answer"]["labels"], "replicas": result["details"].get("replicas")}
+            "labels": result["answer"]["labels"]}
 
 
 def main() -> None:
@@ -107,12 +107,11 @@ def main() -> None:
     same = all(row["labels"] == rows[0]["labels"] for row in rows)
     base = rows[0]["throughput_rps"]
     lines = [f"# ray_serve at concurrency {args.concurrency} ({os.cpu_count()} CPUs, {args.requests} requests each)", "",
-             "| set-up | requests/s | vs 1 process | p50 ms | p95 ms | p99 ms | failed | replicas at the end |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| set-up | requests/s | vs 1 process | p50 ms | p95 ms | p99 ms | failed |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        replicas = ", ".join(f"{k} {v}" for k, v in (r["replicas"] or {}).items()) or "-"
         lines.append(f"| {r['label']} | {r['throughput_rps']:.1f} | {r['throughput_rps'] / base:.2f}x | "
-                     f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['failed']} | {replicas} |")
+                     f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['failed']} |")
     lines += ["", f"Same labels for the 16 check texts in every set-up: {'yes' if same else 'NO'}"]
     text = "\n".join(lines) + "\n"
     REPORTS.mkdir(exist_ok=True)

@@ -66,6 +66,12 @@ def baseline_at(concurrency: int, seconds: float) -> dict:
         server.wait(timeout=60)
 
 
+
+def serve_replicas() -> dict[str, int]:
+    """Running replicas per deployment of the app: the autoscaler's current decision."""
+    status = serve.status().applications[ray_server.APP_NAME]
+    return {name: d.replica_states.get("RUNNING", 0) for name, d in status.deployments.items()}
+
 class ReplicaSampler(threading.Thread):
     """Every second: the RUNNING replicas of each deployment of the app."""
 
@@ -77,7 +83,7 @@ class ReplicaSampler(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.wait(1.0):
             self.samples.append({"t": round(time.perf_counter() - self.started, 1),
-                                 "concurrency": self.concurrency, **ray_server.serve_replicas()})
+                                 "concurrency": self.concurrency, **serve_replicas()})
 
 
 def write_reports(result: dict, smoke: bool) -> None:
@@ -161,7 +167,7 @@ def main() -> None:
         sampler.stop_event.set()
         sampler.join()
     finally:
-        serve.shutdown()
+        ray_server.stop_server()  # this app only, not other apps of a shared cluster
     write_reports({**tour.stamp(), "baseline_c32": baseline,
                    "stages": stages, "timeline": sampler.samples}, args.smoke_test)
 

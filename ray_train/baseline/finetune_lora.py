@@ -9,8 +9,9 @@ the adapter, loads it back onto a fresh copy of the base model, and measures and
 --model defaults to the packaged SmolLM2 (no download); a local folder saved with save_pretrained or a hub id
 works too. Float32 on CPU.
 
-Twin: ray_train/ray_version/finetune_lora.py (diff the two files to see the Ray Train changes; the numbered
-comments are explained in ray_train/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_train/README.md):
+
+    diff -u ray_train/baseline/finetune_lora.py ray_train/ray_version/finetune_lora.py
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from transformers.utils import logging as hf_logging
 
 from workshop import cli, lora_data, models
 
-MODULE, PAIR, SIDE = "ray_train", "finetune_lora", "baseline"
 
 
 def load_base(model_name: str):
@@ -121,7 +121,7 @@ def train_func(config: dict) -> dict:
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--model", default=None,
                         help="local folder or hub id of a causal LM (default: the packaged SmolLM2-135M-Instruct)")
     parser.add_argument("--examples", type=cli.positive_int, default=512, help="training examples")
@@ -169,7 +169,7 @@ def main() -> None:
     print(f"  {shown['prompt']!r}\n  -> {answer_after!r}")
     print(f"Work time: {timer.seconds:.2f} s for {log['steps']} training steps (model loading included)")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer={"exact_share_before": share_before, "exact_share_after": share_after,
                 "rose_by_margin": share_after - share_before >= lora_data.MARGIN},
         model=model_name, workers=1, held_out=len(val_examples), train_losses=log["train_losses"],

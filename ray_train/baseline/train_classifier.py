@@ -4,8 +4,9 @@ The data is a generated multi-class tabular problem (workshop/data.py). Every ep
 shuffled mini-batches, measures loss and accuracy on the held-out split, and writes a checkpoint folder;
 `--resume FOLDER` continues from such a folder.
 
-Twin: ray_train/ray_version/train_classifier.py (diff the two files to see the Ray Train changes; the numbered
-comments are explained in ray_train/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_train/README.md):
+
+    diff -u ray_train/baseline/train_classifier.py ray_train/ray_version/train_classifier.py
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from workshop import cli, data
 
-MODULE, PAIR, SIDE = "ray_train", "train_classifier", "baseline"
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
@@ -138,7 +138,7 @@ def summarize(history: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--rows", type=cli.positive_int, default=200_000, help="examples (20%% held out)")
     parser.add_argument("--features", type=cli.positive_int, default=64, help="input features")
     parser.add_argument("--classes", type=cli.positive_int, default=8, help="classes")
@@ -177,7 +177,7 @@ def main() -> None:
           f"{final['train_loss']:.4f}; {final['train_seconds_per_epoch']:.2f} s of training per epoch")
     print(f"Work time: {final['loop_seconds']:.2f} s for the epochs (whole loop {timer.seconds:.2f} s)")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=final["loop_seconds"], smoke_test=args.smoke_test,
+        args, seconds=final["loop_seconds"],
         answer={"val_accuracy": final["val_accuracy"], "loss_fell": final["loss_fell"], "epochs": final["epochs"]},
         **final, workers=1, torch_threads=torch.get_num_threads(), batch_size=args.batch_size, lr=args.lr,
         resumed_from=config["resume_from"], checkpoint=str(Path(config["checkpoint_dir"]) / f"epoch_{final['epochs']:03d}"),

@@ -11,15 +11,15 @@ trains data parallel), collects its checkpoints in persistent storage, and resta
 --model defaults to the packaged SmolLM2 (no download); a local folder saved with save_pretrained or a hub id
 works too. Float32 on CPU.
 
-Twin: ray_train/baseline/finetune_lora.py (diff the two files to see the Ray Train changes; the numbered
-comments are explained in ray_train/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_train/README.md):
+
+    diff -u ray_train/baseline/finetune_lora.py ray_train/ray_version/finetune_lora.py
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import ray
@@ -28,13 +28,12 @@ import ray.train.torch
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
-from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments,
-                          set_seed)
+from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, PrinterCallback, Trainer,
+                          TrainingArguments, set_seed)
 from transformers.utils import logging as hf_logging
 
 from workshop import cli, lora_data, models, ray_connect
 
-MODULE, PAIR, SIDE = "ray_train", "finetune_lora", "ray_version"
 
 
 def load_base(model_name: str):
@@ -128,6 +127,9 @@ def train_func(config: dict) -> None:
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         callbacks=[RayTrainReportCallback()],  # [4] on every save: ray.train.report(metrics, checkpoint)
     )
+    # a worker's print() reaches the console twice in Ray Train 2.60 (its stdout, and its logger): no loss lines
+    # from HF here; the losses come back in the checkpoint's trainer_state.json
+    trainer.remove_callback(PrinterCallback)
     trainer = prepare_trainer(trainer)  # [5] lets Trainer also read Ray Data shards (get_dataset_shard)
     checkpoint = ray.train.get_checkpoint()  # [6] set when Ray Train restarted the workers after a failure
     if checkpoint is None:
@@ -138,7 +140,7 @@ def train_func(config: dict) -> None:
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--model", default=None,
                         help="local folder or hub id of a causal LM (default: the packaged SmolLM2-135M-Instruct)")
     parser.add_argument("--examples", type=cli.positive_int, default=512, help="training examples")
@@ -151,6 +153,8 @@ def main() -> None:
     parser.add_argument("--workers", type=cli.positive_int, default=2, help="Ray Train workers (1 CPU or GPU each)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker")
     parser.add_argument("--max-failures", type=int, default=2, help="worker-group restarts Ray Train may make")
+    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
+    parser.add_argument("--verbose", action="store_true", help="Ray Train's log lines on the console")
     args = parser.parse_args()
     if args.smoke_test:
         args.examples, args.held_out, args.epochs, args.lr = 96, 32, 1, 2e-3
@@ -161,13 +165,11 @@ def main() -> None:
     hf_logging.set_verbosity_error()  # keep the weight-loading reports and bars out of the workshop output
     hf_logging.disable_progress_bar()
     storage = output.resolve() / "ray_results"  # [7] persistent storage: absolute; on a cluster, a shared path
-    shutil.rmtree(storage / PAIR, ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
+    shutil.rmtree(storage / "finetune_lora", ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
 
-    started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [8] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(args.workers, "GPU" if args.use_gpu else "CPU", f" (--workers {args.workers})")
-    startup = time.perf_counter() - started
 
     train_examples = lora_data.make_examples(args.examples, args.seed)
     val_examples = lora_data.make_examples(args.held_out, args.seed, held_out=True)
@@ -193,12 +195,10 @@ def main() -> None:
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=args.workers, use_gpu=args.use_gpu),
         run_config=ray.train.RunConfig(
-            name=PAIR,
+            name="finetune_lora",
             storage_path=str(storage),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=args.max_failures),
-            # Ray Train tees print() in workers into its logger as well; one copy of each line is enough
-            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
             logging_config=ray.train.LoggingConfig(log_level="INFO" if args.verbose else "WARNING"),  # --verbose
         ),
     )
@@ -226,10 +226,9 @@ def main() -> None:
     print(f"Adapter {adapter_dir} ({adapter_mb:.1f} MB of weights) on the base model: exactly the right word "
           f"{share_before:.0%} -> {share_after:.0%} of the held-out reviews")
     print(f"  {shown['prompt']!r}\n  -> {answer_after!r}")
-    print(f"Work time: {timer.seconds:.2f} s for {log['steps']} training steps (model loading included; Ray start-up "
-          f"{startup:.1f} s, not included)")
+    print(f"Work time: {timer.seconds:.2f} s for {log['steps']} training steps (model loading included)")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer={"exact_share_before": share_before, "exact_share_after": share_after,
                 "rose_by_margin": share_after - share_before >= lora_data.MARGIN},
         model=model_name, workers=args.workers, held_out=len(val_examples), train_losses=log["train_losses"],
@@ -237,7 +236,7 @@ def main() -> None:
         answer_before=answer_before, answer_after=answer_after,
         adapter=str(adapter_dir), adapter_mb=adapter_mb,
         example={"input": shown["prompt"], "output": f"adapter: {answer_after} | base model: {answer_before}"},
-        batch_size=args.batch_size, lr=args.lr, startup_seconds=startup, checkpoints=result.path,
+        batch_size=args.batch_size, lr=args.lr, checkpoints=result.path,
     )
     print(f"Result: {path}")
 

@@ -5,12 +5,14 @@ shuffled mini-batches, measures loss and accuracy on the held-out split, and wri
 `--resume FOLDER` continues from such a folder. Ray Train runs the loop in N data-parallel workers, keeps the
 checkpoints in persistent storage, and restarts the workers from the latest checkpoint when one of them dies.
 
-Twin: ray_train/baseline/train_classifier.py (diff the two files to see the Ray Train changes; the numbered
-comments are explained in ray_train/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_train/README.md):
+
+    diff -u ray_train/baseline/train_classifier.py ray_train/ray_version/train_classifier.py
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -25,7 +27,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from workshop import cli, data, ray_connect
 
-MODULE, PAIR, SIDE = "ray_train", "train_classifier", "ray_version"
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
@@ -95,6 +96,7 @@ def check_checkpoint_folder(folder: Path) -> Path:
 
 def train_loop(config: dict) -> None:
     """Runs in every Ray Train worker: train for config["epochs"] epochs, validating and checkpointing each."""
+    log = logging.getLogger("train_classifier")  # in a worker, Ray Train sends log lines to the console once
     context = ray.train.get_context()  # [1] which worker this is (rank) and how many there are (world size)
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(config["seed"])  # same seed everywhere: every worker starts from the same weights
@@ -126,7 +128,7 @@ def train_loop(config: dict) -> None:
         start_epoch, history = state["epoch"], state["history"]
         if rank == 0:
             source = "the latest checkpoint after a worker failure" if checkpoint else config["resume_from"]
-            print(f"Resumed from {source}: continuing after epoch {start_epoch}", flush=True)
+            log.info(f"Resumed from {source}: continuing after epoch {start_epoch}")
 
     for epoch in range(start_epoch, config["epochs"]):
         started = time.perf_counter()
@@ -151,8 +153,8 @@ def train_loop(config: dict) -> None:
             ray.train.report(summarize(history),  # [8] from every worker: metrics, and rank 0's checkpoint
                              checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
         if rank == 0:
-            print(f"epoch {epoch + 1}/{config['epochs']}  train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}"
-                  f"  val accuracy {metrics['val_accuracy']:.4f}  ({metrics['epoch_seconds']:.1f} s)", flush=True)
+            log.info(f"epoch {epoch + 1}/{config['epochs']}  train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}"
+                  f"  val accuracy {metrics['val_accuracy']:.4f}  ({metrics['epoch_seconds']:.1f} s)")
 
 
 def summarize(history: list[dict]) -> dict:
@@ -168,7 +170,7 @@ def summarize(history: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--rows", type=cli.positive_int, default=200_000, help="examples (20%% held out)")
     parser.add_argument("--features", type=cli.positive_int, default=64, help="input features")
     parser.add_argument("--classes", type=cli.positive_int, default=8, help="classes")
@@ -181,6 +183,8 @@ def main() -> None:
     parser.add_argument("--workers", type=cli.positive_int, default=2, help="Ray Train workers (1 CPU or GPU each)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker (NCCL instead of gloo)")
     parser.add_argument("--max-failures", type=int, default=2, help="worker-group restarts Ray Train may make")
+    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
+    parser.add_argument("--verbose", action="store_true", help="Ray Train's log lines on the console")
     args = parser.parse_args()
     if args.smoke_test:
         args.rows, args.epochs, args.hidden = 16_000, 6, 64
@@ -191,7 +195,7 @@ def main() -> None:
     resume_from = check_checkpoint_folder(args.resume) if args.resume else None
     output = cli.prepare_output(args.output)
     storage = output.resolve() / "ray_results"  # [9] persistent storage: absolute; on a cluster, a shared path
-    shutil.rmtree(storage / PAIR, ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
+    shutil.rmtree(storage / "train_classifier", ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
 
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [10] start Ray on this machine, or join the cluster named by RAY_ADDRESS
@@ -210,12 +214,10 @@ def main() -> None:
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=args.workers, use_gpu=args.use_gpu),
         run_config=ray.train.RunConfig(
-            name=PAIR,
+            name="train_classifier",
             storage_path=str(storage),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),  # the latest two epochs
             failure_config=ray.train.FailureConfig(max_failures=args.max_failures),
-            # Ray Train tees print() in workers into its logger as well; one copy of each epoch line is enough
-            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
             logging_config=ray.train.LoggingConfig(log_level="INFO" if args.verbose else "WARNING"),  # --verbose
         ),
     )
@@ -232,7 +234,7 @@ def main() -> None:
           f"{final['train_loss']:.4f}; {final['train_seconds_per_epoch']:.2f} s of training per epoch")
     print(f"Work time: {final['loop_seconds']:.2f} s for the epochs (whole trainer.fit {timer.seconds:.2f} s)")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=final["loop_seconds"], smoke_test=args.smoke_test,
+        args, seconds=final["loop_seconds"],
         answer={"val_accuracy": final["val_accuracy"], "loss_fell": final["loss_fell"], "epochs": final["epochs"]},
         **final, workers=args.workers, batch_size=args.batch_size, lr=args.lr, resumed_from=config["resume_from"],
         fit_seconds=timer.seconds, checkpoint=result.checkpoint.path,

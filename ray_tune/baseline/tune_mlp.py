@@ -5,7 +5,9 @@ from the scores so far, and its successive-halving pruner (the synchronous form 
 fall behind. `--search random` draws configurations at random and trains every one to its last epoch: the row
 that shows how much of a gain is early stopping and the sampler rather than Ray.
 
-Twin: ray_tune/ray_version/tune_mlp.py (diff the two files to see the Ray changes).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_tune/README.md):
+
+    diff -u ray_tune/baseline/tune_mlp.py ray_tune/ray_version/tune_mlp.py
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from tqdm import tqdm
 from workshop import cli, tuning
 from workshop.data import make_classification_problem
 
-MODULE, PAIR, SIDE = "ray_tune", "tune_mlp", "baseline"
 FEATURES, CLASSES = 16, 4  # shape of the generated classification problem
 
 # The search space, written with the names of ray.tune's sampling functions (randint bounds: high excluded).
@@ -127,7 +128,7 @@ def run_search(space: dict, data: dict, args) -> list[dict]:
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--num-samples", type=cli.positive_int, default=16, help="trials (configurations) to try")
     parser.add_argument("--epochs", type=cli.positive_int, default=20, help="epochs per trial at most")
     parser.add_argument("--train-rows", type=cli.positive_int, default=20_000, help="rows in the training set")
@@ -171,7 +172,7 @@ def main() -> None:
     print(f"Epochs run: {epochs_run} of {args.num_samples * args.epochs}; {stopped_early} trials stopped early")
     print(f"Work time: {timer.seconds:.2f} s")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer={"best_val_accuracy": best_epoch["val_accuracy"],  # and the sampler's seeded first draws, in order:
                 "first_configs": [{k: t["config"][k] for k in tuning.HYPERPARAMETERS} for t in trials[:10]]},
         best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=str(best_checkpoint.resolve()),

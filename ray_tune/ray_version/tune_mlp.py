@@ -5,17 +5,16 @@ trials run in parallel, each reports its metrics and a checkpoint to Tune after 
 scheduler stops trials that fall behind. A stopped experiment continues with --restore, and a trial whose
 process dies continues from its last checkpoint.
 
-Twin: ray_tune/baseline/tune_mlp.py (diff the two files to see the Ray changes; the numbered
-comments are explained in ray_tune/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_tune/README.md):
+
+    diff -u ray_tune/baseline/tune_mlp.py ray_tune/ray_version/tune_mlp.py
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +30,8 @@ from tqdm import tqdm
 from workshop import cli, ray_connect, tuning
 from workshop.data import make_classification_problem
 
-MODULE, PAIR, SIDE = "ray_tune", "tune_mlp", "ray_version"
 FEATURES, CLASSES = 16, 4  # shape of the generated classification problem
-HISTORY = ["epoch", "train_loss", "val_loss", "val_accuracy", "timestamp", "time_total_s", "resumed_from_epoch"]
+HISTORY = ["epoch", "train_loss", "val_loss", "val_accuracy", "timestamp", "time_total_s"]  # the baseline's
 
 # The search space, written with the names of ray.tune's sampling functions (randint bounds: high excluded).
 SEARCH_SPACE = {
@@ -94,24 +92,25 @@ def train_mlp(config: dict, data: dict) -> None:
                        Path(folder) / "state.pt")
             tune.report(  # [2] Tune records the metrics and copies the checkpoint; ASHA may stop the trial here
                 {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                 "val_accuracy": val_accuracy, "resumed_from_epoch": start_epoch},
+                 "val_accuracy": val_accuracy},
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
 
 
-class SearchProgress(tune.Callback):  # [3] Tune calls back into the driver as trials finish: a progress bar
-    """A progress bar over finished trials, in the driver. Tune saves callbacks with the experiment: the copy
-    that comes back with --restore has no bar."""
-
+class SearchProgress(tune.Callback):  # [3] Tune calls these in the driver: a progress bar over finished trials
     def __init__(self, num_samples: int):
-        self.bar = tqdm(total=num_samples, desc="trials finished", unit="trial")
+        self.num_samples, self.bar = num_samples, None
+
+    def on_trial_start(self, iteration, trials, trial, **info):  # the first one: below Tune's header
+        self.bar = self.bar or tqdm(total=self.num_samples, desc="trials finished", unit="trial")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if self.bar is not None:
-            self.bar.update()
+        self.on_trial_start(iteration, trials, trial)
+        self.bar.update()
 
-    def __getstate__(self):
-        return {"bar": None}
+    def on_experiment_end(self, trials, **info):
+        if self.bar:
+            self.bar.close()
 
 
 def search_space(space: dict) -> dict:
@@ -125,7 +124,7 @@ def search_space(space: dict) -> dict:
             for name, spec in space.items()}
 
 
-def run_search(space: dict, data: dict, args, experiment: Path, callbacks: list) -> tune.ResultGrid:
+def run_search(space: dict, data: dict, args, experiment: Path) -> tune.ResultGrid:
     """Tune: trials in parallel; ASHA stops the weak ones early, Optuna's TPE picks the next configurations."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial: the table below says it all
     trainable = tune.with_resources(  # [5] each trial holds 1 CPU: that many trials run at once
@@ -148,16 +147,14 @@ def run_search(space: dict, data: dict, args, experiment: Path, callbacks: list)
         run_config=tune.RunConfig(
             name=experiment.name, storage_path=str(experiment.parent),  # [11] restore reads it back
             failure_config=tune.FailureConfig(max_failures=2),  # [12] a crashed trial resumes from its checkpoint
-            checkpoint_config=tune.CheckpointConfig(  # each trial's best checkpoint, and its latest for resuming
-                num_to_keep=1, checkpoint_score_attribute="val_accuracy", checkpoint_score_order="max"),
-            callbacks=callbacks, verbose=2 if args.verbose else 0,  # our own progress bar instead of Tune's tables
+            callbacks=[SearchProgress(args.num_samples)], verbose=2 if args.verbose else 0,  # a progress bar, not Tune's tables
         ),
     )
     return tuner.fit()
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--num-samples", type=cli.positive_int, default=16, help="trials (configurations) to try")
     parser.add_argument("--epochs", type=cli.positive_int, default=20, help="epochs per trial at most")
     parser.add_argument("--train-rows", type=cli.positive_int, default=20_000, help="rows in the training set")
@@ -168,6 +165,8 @@ def main() -> None:
                         help="trials running at once (default: one per CPU of the cluster; smoke test: 2)")
     parser.add_argument("--restore", action="store_true",
                         help="continue the experiment saved under --output instead of starting a new one")
+    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
+    parser.add_argument("--verbose", action="store_true", help="Tune's status tables on the console")
     args = parser.parse_args()
     if args.smoke_test:
         args.num_samples, args.epochs, args.train_rows, args.val_rows = 4, 4, 1_500, 500
@@ -180,24 +179,17 @@ def main() -> None:
             space = tuning.load_search_space(args.search_space)
         except ValueError as exc:
             parser.error(str(exc))
-    experiment = (args.output / PAIR).resolve()  # [13] Tune wants an absolute storage path
+    experiment = (args.output / "tune_mlp").resolve()  # [13] Tune wants an absolute storage path
     if args.restore and not tune.Tuner.can_restore(experiment):
         cli.fail(f"no Tune experiment to restore in {experiment}; run once without --restore first")
     output = cli.prepare_output(args.output)
     if not args.restore:
         shutil.rmtree(experiment, ignore_errors=True)  # a new run starts over instead of mixing with the old one
-    # Tune saves its experiment state whenever it deletes an old checkpoint (num_to_keep), and warns when that
-    # happens every few seconds. With epochs of a second and a tiny state that is expected and cheap.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if not args.verbose:  # Tune's new output engine prints its configuration box even at verbose=0; the old one not
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        logging.getLogger("ray.tune").setLevel(logging.WARNING)  # nor "Wrote the latest version of all result files"
-    started = time.perf_counter()
+    logging.getLogger("ray.tune").setLevel(logging.INFO if args.verbose else logging.WARNING)  # "Wrote ... files"
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [14] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(1)
     cpus = ray.cluster_resources().get("CPU", 0)  # [14] as many trials at once as the cluster has CPUs
-    startup = time.perf_counter() - started
 
     arrays = make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
     data = {"arrays": arrays, "classes": CLASSES}
@@ -205,18 +197,16 @@ def main() -> None:
           f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, "
           f"Optuna + ASHA, {cpus:.0f} Ray CPUs")
 
-    progress = [] if args.restore else [SearchProgress(args.num_samples)]  # restore: it comes back from storage
     with cli.Timer() as timer:
-        results = run_search(space, data, args, experiment, progress)
+        results = run_search(space, data, args, experiment)
     if args.trace:  # [15] every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
-    if progress:
-        progress[0].bar.close()
     if results.errors:  # a trial that failed more than max_failures times
         cli.fail(f"{len(results.errors)} trial(s) failed; first error: {str(results.errors[0]).strip().splitlines()[-1]}")
     trials = [{"trial_id": r.metrics["trial_id"], "config": r.config,  # the same records as the baseline's
                "history": r.metrics_dataframe[HISTORY].to_dict("records"),
-               "best_checkpoint": r.get_best_checkpoint("val_accuracy", "max")}
+               "best_checkpoint": r.get_best_checkpoint("val_accuracy", "max"),
+               "resumed": bool((r.metrics_dataframe["iterations_since_restore"] < r.metrics_dataframe["epoch"]).any())}
               for r in results if r.checkpoint]  # trials that reported an epoch (Ctrl-C may stop the rest sooner)
     if not trials:
         cli.fail("stopped before any trial reported an epoch; run the same command again (add --restore to continue)")
@@ -231,8 +221,8 @@ def main() -> None:
     print(f"Best: val_accuracy {best_epoch['val_accuracy']:.4f} at epoch {best_epoch['epoch']} with {config}")
     print(f"Best checkpoint: {best_checkpoint}")
     print(f"Epochs run: {epochs_run} of {args.num_samples * args.epochs}; {stopped_early} trials stopped early")
-    print(f"Work time: {timer.seconds:.2f} s (Ray start-up {startup:.1f} s, not included)")
-    resumed = sum(any(h["resumed_from_epoch"] for h in t["history"]) for t in trials)
+    print(f"Work time: {timer.seconds:.2f} s")
+    resumed = sum(t["resumed"] for t in trials)
     if resumed:
         print(f"{resumed} trial(s) resumed from a checkpoint (after a restore, or after their process died).")
     complete = results.num_terminated == args.num_samples
@@ -240,14 +230,14 @@ def main() -> None:
         print(f"Stopped early (Ctrl-C) with {len(trials)} of {args.num_samples} trials started. "
               f"Continue with the same command plus --restore; finished trials are not run again.")
     path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer={"best_val_accuracy": best_epoch["val_accuracy"],  # and the sampler's seeded first draws, in order:
                 "first_configs": [{k: t["config"][k] for k in tuning.HYPERPARAMETERS} for t in trials[:10]]},
         best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=best_checkpoint,
         trials=[{k: t[k] for k in ("trial_id", "config", "history")} for t in trials],
         trials_stopped_early=stopped_early, epochs_run=epochs_run,
         epochs_budget=args.num_samples * args.epochs, complete=complete, restored=args.restore,
-        trials_resumed_from_checkpoint=resumed, startup_seconds=startup, experiment=str(experiment),
+        trials_resumed_from_checkpoint=resumed, experiment=str(experiment),
         num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows, val_rows=args.val_rows,
     )
     print(f"Result: {path}")

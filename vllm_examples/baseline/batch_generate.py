@@ -1,22 +1,18 @@
-"""Batch text generation with Hugging Face transformers: generate() on a file of prompts, in padded batches.
+"""Batch text generation with Hugging Face transformers: generate() on static padded batches sorted by length.
 
 Reads a JSONL prompt file (--prompts; by default one is generated from the seed), applies the model's chat
-template, sorts the prompts by length, runs greedy generate() on static padded batches with a progress bar,
-and writes one row per prompt (id, prompt, completion, token_ids, num_tokens) to completions.parquet.
-Every completion is exactly --max-tokens tokens long (end-of-sequence is suppressed until then), so both
-sides of the pair generate the same amount of work; --stop-at-eos ends each answer where the model ends it.
+template, generates greedily and writes one row per prompt (id, prompt, completion, token_ids, num_tokens)
+as Parquet. Every completion is exactly --max-tokens tokens long (end-of-sequence is ignored until then), so
+both sides of the pair generate the same amount of work; --stop-at-eos ends each answer where the model ends
+it. The model is the packaged SmolLM2-135M-Instruct (offline) unless --model names a folder or a hub id.
 
-    python vllm_examples/baseline/batch_generate.py --smoke-test          # 16 prompts x 16 tokens
-    python vllm_examples/baseline/batch_generate.py --num-prompts 256     # 256 prompts x 128 tokens
+Diff it with its twin to see the Ray changes (the numbered comments are explained in vllm_examples/README.md):
 
-The model is the packaged SmolLM2-135M-Instruct (offline) unless --model names a folder or a hub id.
-
-Twin: vllm_examples/ray_version/batch_generate.py (diff the two files to see the Ray changes).
+    diff -u vllm_examples/baseline/batch_generate.py vllm_examples/ray_version/batch_generate.py
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -26,8 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from workshop import cli, llm_workload, models
 
-MODULE, PAIR, SIDE = "vllm_examples", "batch_generate", "baseline"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("bfloat16", "float16", "float32")
 
 
 def load_prompts(args) -> list[dict]:
@@ -37,11 +32,6 @@ def load_prompts(args) -> list[dict]:
     rows = llm_workload.make_prompts(args.num_prompts, args.seed)
     llm_workload.write_prompt_file(args.output / "prompts.jsonl", rows)
     return rows
-
-
-def token_digest(token_ids: list[int]) -> str:
-    """A short fingerprint of one completion's token ids: equal digests, equal tokens."""
-    return hashlib.sha256(",".join(map(str, token_ids)).encode()).hexdigest()[:16]
 
 
 def to_row(prompt_row: dict, token_ids: list[int], completion: str) -> dict:
@@ -62,7 +52,7 @@ def generate_rows(prompt_rows: list[dict], model_name: str, args) -> list[dict]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     device = "cuda" if args.use_gpu else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(model_name, dtype=DTYPES[args.dtype]).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_name, dtype=args.dtype).to(device).eval()
     eos = model.generation_config.eos_token_id
     config = GenerationConfig(  # greedy; min = max: exactly max_tokens new tokens (EOS is masked until then)
         do_sample=False, max_new_tokens=args.max_tokens,
@@ -92,7 +82,7 @@ def generate_rows(prompt_rows: list[dict], model_name: str, args) -> list[dict]:
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--prompts", type=Path, default=None,
                         help="JSONL file, one {\"prompt\": ...} per line (default: generate --num-prompts)")
     parser.add_argument("--num-prompts", type=cli.positive_int, default=256, help="prompts to generate")
@@ -101,12 +91,11 @@ def main() -> None:
     parser.add_argument("--stop-at-eos", action="store_true",
                         help="end each answer at end-of-sequence (up to --max-tokens), not at --max-tokens")
     parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                        help="weights and compute dtype")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="prompts per generate() call")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion accepted (at most the model's context)")
-    parser.add_argument("--use-gpu", action="store_true", help="run on the first CUDA GPU")
+    parser.add_argument("--use-gpu", action="store_true", help="run on a CUDA GPU")
     args = parser.parse_args()
     llm_workload.apply_smoke_defaults(parser, args, num_prompts=16, max_tokens=16, max_model_len=256)
     if args.use_gpu and not torch.cuda.is_available():
@@ -132,10 +121,10 @@ def main() -> None:
     print(f"Generated {generated} tokens for {len(rows)} prompts in {timer.seconds:.1f} s "
           f"({generated / timer.seconds:.1f} tokens/s, model load included); rows: {path}")
     result = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer={"prompts": len(rows), "max_tokens": args.max_tokens,
                 "with_requested_length": sum(r["num_tokens"] == args.max_tokens for r in rows),
-                "token_digests": [token_digest(r["token_ids"]) for r in rows]},
+                "token_ids": [[int(t) for t in r["token_ids"]] for r in rows]},
         model=model_name, generated_tokens=generated, tokens_per_second=round(generated / timer.seconds, 2),
         example={"input": rows[0]["prompt"], "output": rows[0]["completion"]},
         rows_path=str(path),

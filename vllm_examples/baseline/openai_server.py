@@ -1,30 +1,23 @@
 """An OpenAI-compatible LLM server with FastAPI + Hugging Face transformers: one generate() call at a time.
 
-Routes (the same as the Ray Serve LLM twin): GET /v1/models, POST /v1/chat/completions, POST /v1/completions
-(streaming too), with OpenAI-style error bodies. Run it and leave it up (Ctrl-C stops it), then talk to it
-from a second terminal with the shared client:
+Routes (the same on both sides): GET /v1/models, POST /v1/chat/completions, POST /v1/completions (streaming
+too), with OpenAI-style error bodies. Run it, leave it up (Ctrl-C stops it) and talk to it from a second
+terminal with vllm_examples/openai_client.py (vllm_examples/README.md). With --smoke-test (or
+--load-requests) it runs the client's API check (good and bad requests) and a short load test against
+itself, writes result.json and exits (workshop/self_test.py).
 
-    python vllm_examples/baseline/openai_server.py --port 8000   # the packaged SmolLM2-135M-Instruct
-    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "What is the capital of France?"
-    python vllm_examples/openai_client.py --load --concurrency 16 --requests 64
+Diff it with its twin to see the Ray changes (the numbered comments are explained in vllm_examples/README.md):
 
-With --smoke-test (or --load-requests) it starts on a free port, runs the client's API check (good and bad
-requests) and a short load test, writes result.json, shuts down and exits.
-
-Twin: vllm_examples/ray_version/openai_server.py (diff the two files to see the Ray changes).
+    diff -u vllm_examples/baseline/openai_server.py vllm_examples/ray_version/openai_server.py
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Literal, Optional
 
 import torch
@@ -37,11 +30,9 @@ from starlette.concurrency import run_in_threadpool
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
-from workshop import cli, llm_workload, models, serve_client
+from workshop import cli, llm_workload, models, self_test, serve_client
 
-MODULE, PAIR, SIDE = "vllm_examples", "openai_server", "baseline"
-CLIENT = Path(__file__).resolve().parent.parent / "openai_client.py"
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+DTYPES = ("bfloat16", "float16", "float32")
 
 
 # ---- the OpenAI request subset the client uses (extra fields are ignored, as OpenAI's API does) ----
@@ -129,7 +120,7 @@ class Generator:
         self.max_model_len = args.max_model_len
         self.device = "cuda" if args.use_gpu else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(model_name)
-        self.model = AutoModelForCausalLM.from_pretrained(model_name, dtype=DTYPES[args.dtype])
+        self.model = AutoModelForCausalLM.from_pretrained(model_name, dtype=args.dtype)
         self.model.to(self.device).eval()
         self.lock = threading.Lock()
 
@@ -286,31 +277,23 @@ def build_app(model_name: str, args) -> FastAPI:
 
 
 def start_server(port: int, model_name: str, args) -> uvicorn.Server:
-    """Load the model and build the server; `server.run()` serves until Ctrl-C."""
-    config = uvicorn.Config(build_app(model_name, args), host="127.0.0.1", port=port, log_level="warning")
-    return uvicorn.Server(config)
+    """Load the model and serve it on 127.0.0.1:port, in a thread, until stop_server()."""
+    server = uvicorn.Server(uvicorn.Config(build_app(model_name, args), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, name="uvicorn").start()
+    return server
 
 
-def run_self_test(base_url: str, args) -> dict:
-    """The shared client in its own process: the API check, then a load test."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report_path = Path(tmp) / "report.json"
-        command = [sys.executable, str(CLIENT), "--base-url", base_url, "--check", "--load",
-                   "--requests", str(args.load_requests), "--concurrency", str(args.concurrency),
-                   "--max-tokens", str(args.max_tokens), "--seed", str(args.seed), "--json", str(report_path)]
-        proc = subprocess.run(command, text=True)
-        if proc.returncode != 0 or not report_path.exists():
-            cli.fail(f"the client's self-test failed (exit {proc.returncode}); its report is above")
-        return json.loads(report_path.read_text())
+def stop_server(server: uvicorn.Server) -> None:
+    server.should_exit = True  # uvicorn finishes the requests in flight, then its thread ends
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--port", type=cli.positive_int, default=None,
                         help="port on 127.0.0.1 (default 8000; with --smoke-test a free port)")
     parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                        help="weights and compute dtype")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion accepted (at most the model's context)")
     parser.add_argument("--use-gpu", action="store_true", help="run on the first CUDA GPU")
@@ -323,56 +306,25 @@ def main() -> None:
                                       max_model_len=256)
     if args.use_gpu and not torch.cuda.is_available():
         cli.fail("--use-gpu: PyTorch sees no CUDA GPU here; leave out --use-gpu to run on the CPU")
-    self_test = args.load_requests is not None
-    port = args.port or (serve_client.free_port() if self_test else 8000)
+    port = args.port or (serve_client.free_port() if args.load_requests else 8000)
     if serve_client.port_in_use(port):
         cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
     base_url = f"http://127.0.0.1:{port}/v1"
     model_name = models.resolve_llm(args.model)  # the packaged SmolLM2 folder, or a checked --model
     llm_workload.check_context(model_name, args.max_model_len)
-    output = cli.prepare_output(args.output) if self_test else args.output
+    cli.prepare_output(args.output)
 
-    started = time.perf_counter()
     print(f"Loading {models.display_name(model_name)} ...", flush=True)
     try:
         server = start_server(port, model_name, args)
     except (OSError, ValueError) as exc:  # e.g. weights that do not match the config
         cli.fail(f"cannot load model {model_name}: {str(exc).strip().splitlines()[0][:300]}")
-    if not self_test:
-        print(f"Serving {models.display_name(model_name)} on {base_url} (OpenAI API); Ctrl-C stops it",
-              flush=True)
-        try:
-            server.run()  # on Ctrl-C uvicorn finishes the requests in flight, then returns or re-raises it
-        except KeyboardInterrupt:
-            pass
-        print("Shut down", flush=True)
-        return
-
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        while not server.started:
-            time.sleep(0.05)
-        startup = time.perf_counter() - started
-        print(f"Serving on {base_url}; up in {startup:.1f} s", flush=True)
-        with cli.Timer() as timer:
-            report = run_self_test(base_url, args)
+        report = self_test.serve(args, base_url, f"{base_url}/models", llm_workload.client_command(base_url, args))
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-    check, load = report["check"], report["load"]
-    print(f"Self-test passed: {load['ok']} streaming requests in {load['seconds']:.2f} s, "
-          f"{load['output_tokens_per_s']:.1f} output tokens/s, TTFT p50 {load['ttft_p50_ms']:.0f} ms, "
-          f"latency p99 {load['latency_p99_ms']:.0f} ms")
-    path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=load["seconds"], smoke_test=args.smoke_test,
-        answer={"statuses": check["statuses"], "completion_tokens": check["completion_tokens"],
-                "texts": check["texts"], "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
-        startup_seconds=round(startup, 3), self_test_seconds=round(timer.seconds, 3), model=model_name,
-        load=load, example={"input": check["prompt"], "output": check["texts"]["chat"]},
-    )
-    print(f"Result: {path}")
+        stop_server(server)
+    if report:
+        llm_workload.write_self_test_result(args, report, model_name)
 
 
 if __name__ == "__main__":

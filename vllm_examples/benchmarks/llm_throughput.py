@@ -67,7 +67,7 @@ def results_for(pair: tour.Pair, smoke: bool, rerun: bool, scratch: Path, row: i
 
 
 def identical(a: dict, b: dict) -> int:
-    return sum(x == y for x, y in zip(a["answer"]["token_digests"], b["answer"]["token_digests"]))
+    return sum(x == y for x, y in zip(a["answer"]["token_ids"], b["answer"]["token_ids"]))
 
 
 def offline_rows(results: dict[str, dict], label: str) -> dict:

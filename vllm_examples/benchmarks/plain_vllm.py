@@ -12,24 +12,19 @@ Not a workshop pair: llm_throughput.py runs it.
 
 from __future__ import annotations
 
-import hashlib
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from workshop import cli, llm_workload, models
 
-MODULE, PAIR, SIDE = "vllm_examples", "batch_generate", "plain_vllm"
-DTYPES = ("bfloat16", "float16", "float32")
-
-
-def token_digest(token_ids: list[int]) -> str:
-    """The same fingerprint as the pair's: equal digests, equal tokens."""
-    return hashlib.sha256(",".join(map(str, token_ids)).encode()).hexdigest()[:16]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ray_version"))
+from batch_generate import DTYPES, engine_kwargs  # noqa: E402  (the Ray script's vLLM arguments: the same engine)
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__, pair="batch_generate", side="plain_vllm")
     parser.add_argument("--prompts", type=Path, default=None,
                         help="JSONL file, one {\"prompt\": ...} per line (default: generate --num-prompts)")
     parser.add_argument("--num-prompts", type=cli.positive_int, default=256, help="prompts to generate")
@@ -59,7 +54,7 @@ def main() -> None:
     print(f"{len(prompt_rows)} prompts x {args.max_tokens} tokens with {models.display_name(model_name)} "
           "(plain vLLM, no Ray)", flush=True)
     with cli.Timer() as timer:  # engine start included, as in the pair
-        engine = LLM(model=model_name, **llm_workload.engine_kwargs(args))
+        engine = LLM(model=model_name, **engine_kwargs(args))
         sampling = SamplingParams(temperature=0.0, max_tokens=args.max_tokens,
                                   min_tokens=0 if args.stop_at_eos else args.max_tokens)
         outputs = engine.chat([llm_workload.chat_messages(r["prompt"]) for r in prompt_rows], sampling,
@@ -74,10 +69,10 @@ def main() -> None:
     print(f"Generated {generated} tokens for {len(rows)} prompts in {timer.seconds:.1f} s "
           f"({generated / timer.seconds:.1f} tokens/s, engine start included); rows: {path}")
     result = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=timer.seconds, smoke_test=args.smoke_test,
+        args, seconds=timer.seconds,
         answer={"prompts": len(rows), "max_tokens": args.max_tokens,
                 "with_requested_length": sum(r["num_tokens"] == args.max_tokens for r in rows),
-                "token_digests": [token_digest(r["token_ids"]) for r in rows]},
+                "token_ids": [[int(t) for t in r["token_ids"]] for r in rows]},
         model=model_name, generated_tokens=generated, tokens_per_second=round(generated / timer.seconds, 2),
         rows_path=str(path), example={"input": rows[0]["prompt"], "output": rows[0]["completion"]},
     )

@@ -1,39 +1,38 @@
 """An OpenAI-compatible LLM server with Ray Serve LLM: vLLM engines as autoscaling Serve replicas.
 
-Routes (the same as the FastAPI baseline): GET /v1/models, POST /v1/chat/completions, POST /v1/completions
-(streaming too), with OpenAI-style error bodies. Run it and leave it up (Ctrl-C stops it), then talk to it
-from a second terminal with the shared client:
-
-    python vllm_examples/ray_version/openai_server.py --port 8000   # the packaged SmolLM2-135M-Instruct
-    python vllm_examples/openai_client.py --base-url http://127.0.0.1:8000/v1 "What is the capital of France?"
-    python vllm_examples/openai_client.py --load --concurrency 16 --requests 64
-
-With --smoke-test (or --load-requests) it starts on a free port, runs the client's API check (good and bad
-requests) and a short load test, writes result.json, shuts down and exits.
+Routes (the same on both sides): GET /v1/models, POST /v1/chat/completions, POST /v1/completions (streaming
+too), with OpenAI-style error bodies. Run it, leave it up (Ctrl-C stops it) and talk to it from a second
+terminal with vllm_examples/openai_client.py (vllm_examples/README.md). With --smoke-test (or
+--load-requests) it runs the client's API check (good and bad requests) and a short load test against
+itself, writes result.json and exits (workshop/self_test.py).
 
 Needs vLLM (CPU: `pip install --no-deps -r requirements-vllm.txt`; GPU: see vllm_examples/README.md).
-Twin: vllm_examples/baseline/openai_server.py (diff the two files to see the Ray changes; the numbered
-comments are explained in vllm_examples/README.md).
+Diff it with its twin to see the Ray changes (the numbered comments are explained in vllm_examples/README.md):
+
+    diff -u vllm_examples/baseline/openai_server.py vllm_examples/ray_version/openai_server.py
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import ray
 from ray import serve
 
-from workshop import cli, llm_workload, models, ray_connect, serve_client
+from workshop import cli, llm_workload, models, ray_connect, self_test, serve_client
 
-MODULE, PAIR, SIDE = "vllm_examples", "openai_server", "ray_version"
-CLIENT = Path(__file__).resolve().parent.parent / "openai_client.py"
 APP_NAME = "llm"
 DTYPES = ("bfloat16", "float16", "float32")
+
+
+def engine_kwargs(args) -> dict:
+    """vLLM's own engine arguments (the benchmarks run `vllm serve` with the same ones)."""
+    return {
+        "dtype": args.dtype, "max_model_len": args.max_model_len, "seed": args.seed,
+        "tensor_parallel_size": args.tensor_parallel_size,  # GPUs that share one engine (one model copy)
+        "enforce_eager": not args.use_gpu,  # CPU: no graph capture or compilation, a faster start
+        # CPU: an explicit KV cache size (vLLM would otherwise take most of the RAM); a GPU sizes its own
+        "kv_cache_memory_bytes": None if args.use_gpu else int(args.kv_cache_gib * 2**30),
+    }
 
 
 def build_app(model_name: str, args):
@@ -44,7 +43,7 @@ def build_app(model_name: str, args):
 
     llm_config = LLMConfig(  # [1] one model: where it comes from, the engine, the hardware, the replicas
         model_loading_config={"model_id": models.display_name(model_name), "model_source": model_name},
-        engine_kwargs=llm_workload.engine_kwargs(args),  # vLLM's own arguments: dtype, lengths, KV cache size
+        engine_kwargs=engine_kwargs(args),
         # [2] without this, each replica asks Ray for a GPU and, on a CPU-only cluster, never starts
         accelerator_config={"kind": "gpu" if args.use_gpu else "cpu"},
         deployment_config={  # [3] Serve options of the model deployment: autoscaling on requests in flight
@@ -70,21 +69,12 @@ def start_server(port: int, model_name: str, args) -> None:
     serve.run(build_app(model_name, args), name=APP_NAME, route_prefix="/")  # returns once the model is up
 
 
-def run_self_test(base_url: str, args) -> dict:
-    """The shared client in its own process: the API check, then a load test."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report_path = Path(tmp) / "report.json"
-        command = [sys.executable, str(CLIENT), "--base-url", base_url, "--check", "--load",
-                   "--requests", str(args.load_requests), "--concurrency", str(args.concurrency),
-                   "--max-tokens", str(args.max_tokens), "--seed", str(args.seed), "--json", str(report_path)]
-        proc = subprocess.run(command, text=True)
-        if proc.returncode != 0 or not report_path.exists():
-            cli.fail(f"the client's self-test failed (exit {proc.returncode}); its report is above")
-        return json.loads(report_path.read_text())
+def stop_server() -> None:
+    serve.shutdown()  # [6] remove the app, its replicas and the proxy: nothing is left behind
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, module=MODULE, pair=PAIR, side=SIDE)
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--port", type=cli.positive_int, default=None,
                         help="port on 127.0.0.1 (default 8000; with --smoke-test a free port)")
     parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
@@ -103,6 +93,8 @@ def main() -> None:
                         help="self-test: send this many requests, report, shut down (benchmark mode)")
     parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="self-test load concurrency")
     parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="self-test tokens per answer")
+    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
+    parser.add_argument("--verbose", action="store_true", help="vLLM's and Ray's log lines on the console")
     args = parser.parse_args()
     llm_workload.apply_smoke_defaults(parser, args, load_requests=8, concurrency=4, max_tokens=8,
                                       max_model_len=256, max_replicas=1)
@@ -111,59 +103,32 @@ def main() -> None:
     if args.min_replicas > args.max_replicas:
         parser.error("--min-replicas must not exceed --max-replicas")
     llm_workload.require_vllm()
-    self_test = args.load_requests is not None
-    port = args.port or (serve_client.free_port() if self_test else 8000)
+    port = args.port or (serve_client.free_port() if args.load_requests else 8000)
     if serve_client.port_in_use(port):
         cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
     base_url = f"http://127.0.0.1:{port}/v1"
     model_name = models.resolve_llm(args.model)  # the packaged SmolLM2 folder, or a checked --model
     llm_workload.check_context(model_name, args.max_model_len)
-    output = cli.prepare_output(args.output) if self_test else args.output
+    cli.prepare_output(args.output)
 
-    started = time.perf_counter()
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init(log_to_driver=args.verbose)  # [6] start or join a Ray cluster (RAY_ADDRESS); engine logs to Ray's log files
+    ray.init(log_to_driver=args.verbose)  # [7] start or join a Ray cluster (RAY_ADDRESS); engine logs to Ray's log files
     ray_connect.require_resources(1)
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if args.use_gpu and gpus < args.tensor_parallel_size:
-        cli.fail(f"--use-gpu: the Ray cluster has {gpus:g} GPUs, {args.tensor_parallel_size} needed; "
-                 "leave out --use-gpu to run on CPUs")
+    if args.use_gpu:
+        ray_connect.require_resources(args.tensor_parallel_size, "GPU")
+    print(f"Loading {models.display_name(model_name)} ...", flush=True)
     try:
-        print(f"Loading {models.display_name(model_name)} ...", flush=True)
         try:
             start_server(port, model_name, args)
         except Exception as exc:  # e.g. weights vLLM cannot load (the model was checked above); see the log
             cli.fail(f"the LLM app did not start: {str(exc).strip().splitlines()[-1][:300]}")
-        if not self_test:
-            name = models.display_name(model_name)
-            print(f"Serving {name} on {base_url} (OpenAI API); Ctrl-C stops it", flush=True)
-            try:
-                while True:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                print("Shut down", flush=True)
-            return
-        startup = time.perf_counter() - started
-        print(f"Serving on {base_url}; up in {startup:.1f} s", flush=True)
-        with cli.Timer() as timer:
-            report = run_self_test(base_url, args)
+        report = self_test.serve(args, base_url, f"{base_url}/models", llm_workload.client_command(base_url, args))
+        if args.trace:  # [8] every task and actor call of this job, as a timeline for Perfetto
+            ray.timeline(filename=str(args.trace))
     finally:
-        serve.shutdown()  # [7] remove the app, its replicas and the proxy: nothing is left behind
-    if args.trace:  # [8] every task and actor call of this job, as a timeline for Perfetto
-        ray.timeline(filename=str(args.trace))
-
-    check, load = report["check"], report["load"]
-    print(f"Self-test passed: {load['ok']} streaming requests in {load['seconds']:.2f} s, "
-          f"{load['output_tokens_per_s']:.1f} output tokens/s, TTFT p50 {load['ttft_p50_ms']:.0f} ms, "
-          f"latency p99 {load['latency_p99_ms']:.0f} ms")
-    path = cli.write_result(
-        output, module=MODULE, pair=PAIR, side=SIDE, seconds=load["seconds"], smoke_test=args.smoke_test,
-        answer={"statuses": check["statuses"], "completion_tokens": check["completion_tokens"],
-                "texts": check["texts"], "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
-        startup_seconds=round(startup, 3), self_test_seconds=round(timer.seconds, 3), model=model_name,
-        load=load, example={"input": check["prompt"], "output": check["texts"]["chat"]},
-    )
-    print(f"Result: {path}")
+        stop_server()
+    if report:
+        llm_workload.write_self_test_result(args, report, model_name)
 
 
 if __name__ == "__main__":
