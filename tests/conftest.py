@@ -257,7 +257,7 @@ def run_and_kill(script: str, *args: str, kill: list[str], env: dict[str, str], 
     """Run a Ray script and, while it works, SIGKILL one of its processes from outside with
     `python -m tools.kill_process KIND NAME` (started at once; it waits until such a process is running, with
     when_exists until a file matching that glob exists, with when_printed until the script has printed that
-    text). Returns the script's CompletedProcess and what the tool killed."""
+    text, on stdout or stderr). Returns the script's CompletedProcess and what the tool killed."""
     import time
 
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"run_and_kill_{os.getpid()}"
@@ -274,7 +274,7 @@ def run_and_kill(script: str, *args: str, kill: list[str], env: dict[str, str], 
         try:
             deadline = time.monotonic() + 240
             while when_printed and proc.poll() is None and time.monotonic() < deadline:
-                if when_printed in Path(out.name).read_text(errors="replace"):
+                if any(when_printed in Path(f.name).read_text(errors="replace") for f in (out, err)):
                     go.touch()  # the tool, already waiting, kills within a fraction of a second
                     break
                 time.sleep(0.05)

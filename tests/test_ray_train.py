@@ -16,7 +16,6 @@ PAIRS = {pair.name: pair for pair in tour.discover() if pair.module == "ray_trai
 CLASSIFIER = "ray_train/{side}/train_classifier.py"
 FINETUNE = "ray_train/{side}/finetune_lora.py"
 SIDES = ("baseline", "ray_version")
-ACCURACY_TOLERANCE = 0.02  # the same tolerance as pairs.toml: multi-worker training is not bit-identical
 FINETUNE_MARGIN = 0.3  # workshop/lora_data.py MARGIN: the least rise in the held-out share of exact answers
 
 
@@ -34,7 +33,7 @@ def baseline_classifier(smoke_run):
 @pytest.mark.timeout(120)
 def test_baseline_learns_and_resume_reproduces_the_uninterrupted_run(baseline_classifier, tmp_path):
     full, out = baseline_classifier
-    assert full["answer"]["loss_fell"] is True
+    assert full["details"]["loss_fell"] is True
     assert full["details"]["train_loss"] < 0.5 * full["details"]["first_train_loss"]
     assert full["answer"]["val_accuracy"] > 0.85, "the MLP should learn the generated problem"
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"epoch_{e:03d}" for e in range(1, 7)]
@@ -64,12 +63,14 @@ def test_ray_train_recovers_from_a_killed_worker_process(ray_cluster, tmp_path):
                                 when_printed="epoch 4/16")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert killed["name"] == "RayTrainWorker"
-    assert "Resumed from the latest checkpoint after a worker failure" in proc.stdout, proc.stdout[-2000:]
+    # rank 0 logs it (Ray Train sends a worker's log lines to the driver's stderr)
+    assert "Resumed from the latest checkpoint after a worker failure" in proc.stdout + proc.stderr, proc.stderr[-2000:]
     reference = run(CLASSIFIER.format(side="baseline"), *LONGER, "--output", tmp_path / "baseline")
     assert reference.returncode == 0, reference.stderr[-2000:]
     result, expected = read_result(tmp_path / "ray"), read_result(tmp_path / "baseline")
-    assert result["answer"]["epochs"] == 16 and result["answer"]["loss_fell"] is True
-    assert abs(result["answer"]["val_accuracy"] - expected["answer"]["val_accuracy"]) <= ACCURACY_TOLERANCE
+    assert result["answer"]["epochs"] == 16 and result["details"]["loss_fell"] is True
+    # the restart continues from the checkpoint's model, optimizer and epoch: the same run as the baseline's
+    assert not tour.compare(expected["answer"], result["answer"], PAIRS["train_classifier"].spec["agree"])
     assert result["details"]["resumed_from"] is None  # recovered by Ray Train itself, not through --resume
 
 

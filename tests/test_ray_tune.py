@@ -4,6 +4,7 @@ trial resumes from its checkpoint, Tune's best is not worse than the baseline's,
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 import subprocess
@@ -56,6 +57,22 @@ def test_baseline_optuna_prunes_trials_that_fall_behind(baseline_smoke):
     assert details["search"] == "optuna" and len(details["trials"]) == details["num_samples"] == 4
     assert details["trials_stopped_early"] >= 1 and details["epochs_run"] < details["epochs_budget"] == 16
     assert 0.6 < baseline_smoke["answer"]["best_val_accuracy"] < 0.95, "the search should find a model that learns"
+
+
+@pytest.mark.ray_cluster
+def test_a_configuration_trains_the_same_on_both_sides(smoke_run):
+    """Each trial's model and data order are seeded (the seed, then (seed, epoch)), so a configuration that both
+    searches try has the same per-epoch curve in a Tune trial as in an Optuna trial, for the epochs both ran."""
+    [pair] = [p for p in tour.discover(["ray_tune"]) if p.name == "tune_mlp"]
+    trials = {side: {json.dumps(t["config"], sort_keys=True): t["history"]
+                     for t in smoke_run(pair, side).result["details"]["trials"]} for side in SIDES}
+    both = trials["baseline"].keys() & trials["ray_version"].keys()
+    assert both, "the seeded sampler proposes the same first configurations on both sides"
+    for config in both:
+        pairs_ = list(zip(trials["baseline"][config], trials["ray_version"][config]))
+        assert pairs_ and all(a["epoch"] == b["epoch"] for a, b in pairs_)
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            assert all(math.isclose(a[key], b[key], rel_tol=1e-6) for a, b in pairs_), f"{config}: {key} differs"
 
 
 def test_baseline_random_search_runs_every_trial_to_the_end(tmp_path):

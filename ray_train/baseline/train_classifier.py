@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from workshop import cli, data
 
@@ -93,7 +93,8 @@ def train_loop(config: dict) -> dict:
         config["rows"], config["features"], config["classes"], config["seed"])
     train_set = TensorDataset(torch.from_numpy(X_train), torch.from_numpy(y_train))
     shuffle = torch.Generator()
-    train_loader = DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, generator=shuffle)
+    train_loader = DataLoader(train_set, batch_size=config["batch_size"],
+                              sampler=RandomSampler(train_set, generator=shuffle))  # the order: from `shuffle` only
     val_loader = DataLoader(TensorDataset(torch.from_numpy(X_val), torch.from_numpy(y_val)), batch_size=1024)
 
     model = build_model(config["features"], config["hidden"], config["classes"])
@@ -132,6 +133,7 @@ def summarize(history: list[dict]) -> dict:
         "epochs": last["epoch"], "val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
         "first_train_loss": history[0]["train_loss"], "train_loss": last["train_loss"],
         "loss_fell": last["train_loss"] < history[0]["train_loss"],
+        "train_losses": [h["train_loss"] for h in history], "val_losses": [h["val_loss"] for h in history],
         "train_seconds_per_epoch": sum(h["train_seconds"] for h in history) / len(history),
         "loop_seconds": sum(h["epoch_seconds"] for h in history),
     }
@@ -178,7 +180,7 @@ def main() -> None:
     print(f"Work time: {final['loop_seconds']:.2f} s for the epochs (whole loop {timer.seconds:.2f} s)")
     path = cli.write_result(
         args, seconds=final["loop_seconds"],
-        answer={"val_accuracy": final["val_accuracy"], "loss_fell": final["loss_fell"], "epochs": final["epochs"]},
+        answer={k: final[k] for k in ("epochs", "train_losses", "val_losses", "val_accuracy")},
         **final, workers=1, torch_threads=torch.get_num_threads(), batch_size=args.batch_size, lr=args.lr,
         resumed_from=config["resume_from"], checkpoint=str(Path(config["checkpoint_dir"]) / f"epoch_{final['epochs']:03d}"),
     )

@@ -35,7 +35,7 @@ SMOKE_ARGS = ["--rows", "16000", "--hidden", "64", "--epochs", "16"]  # long eno
 def run_training(args: list[str], output: Path, kill: bool) -> tuple[dict, dict]:
     """One run; with kill, SIGKILL a training worker once a checkpoint exists. Returns (result, timings)."""
     proc = subprocess.Popen([sys.executable, SCRIPT, *args, "--output", str(output)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # workers log to stderr
     lines: list[tuple[float, str]] = []
     reader = threading.Thread(target=lambda: lines.extend((time.time(), line) for line in proc.stdout))
     reader.start()

@@ -2,8 +2,7 @@
 
 The data is a generated multi-class tabular problem (workshop/data.py). Every epoch trains on
 shuffled mini-batches, measures loss and accuracy on the held-out split, and writes a checkpoint folder;
-`--resume FOLDER` continues from such a folder. Ray Train runs the loop in N data-parallel workers, keeps the
-checkpoints in persistent storage, and restarts the workers from the latest checkpoint when one of them dies.
+`--resume FOLDER` continues from such a folder.
 
 Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_train/README.md):
 
@@ -99,7 +98,7 @@ def train_loop(config: dict) -> None:
     log = logging.getLogger("train_classifier")  # in a worker, Ray Train sends log lines to the console once
     context = ray.train.get_context()  # [1] which worker this is (rank) and how many there are (world size)
     rank, world = context.get_world_rank(), context.get_world_size()
-    torch.manual_seed(config["seed"])  # same seed everywhere: every worker starts from the same weights
+    torch.manual_seed(config["seed"])
     X_train, y_train, X_val, y_val = data.make_classification_split(
         config["rows"], config["features"], config["classes"], config["seed"])
     train_set = TensorDataset(torch.from_numpy(X_train), torch.from_numpy(y_train))
@@ -164,6 +163,7 @@ def summarize(history: list[dict]) -> dict:
         "epochs": last["epoch"], "val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
         "first_train_loss": history[0]["train_loss"], "train_loss": last["train_loss"],
         "loss_fell": last["train_loss"] < history[0]["train_loss"],
+        "train_losses": [h["train_loss"] for h in history], "val_losses": [h["val_loss"] for h in history],
         "train_seconds_per_epoch": sum(h["train_seconds"] for h in history) / len(history),
         "loop_seconds": sum(h["epoch_seconds"] for h in history),
     }
@@ -235,7 +235,7 @@ def main() -> None:
     print(f"Work time: {final['loop_seconds']:.2f} s for the epochs (whole trainer.fit {timer.seconds:.2f} s)")
     path = cli.write_result(
         args, seconds=final["loop_seconds"],
-        answer={"val_accuracy": final["val_accuracy"], "loss_fell": final["loss_fell"], "epochs": final["epochs"]},
+        answer={k: final[k] for k in ("epochs", "train_losses", "val_losses", "val_accuracy")},
         **final, workers=args.workers, batch_size=args.batch_size, lr=args.lr, resumed_from=config["resume_from"],
         fit_seconds=timer.seconds, checkpoint=result.checkpoint.path,
     )
