@@ -267,7 +267,10 @@ def run_and_kill(script: str, *args: str, kill: list[str], env: dict[str, str], 
         when_exists = go
     extra = ["--when-exists", str(when_exists)] if when_exists else []
     with open(f"{log}.out", "w+") as out, open(f"{log}.err", "w+") as err:  # files: a pipe could fill and block
-        killer = subprocess.Popen([sys.executable, "-m", "tools.kill_process", *kill, "--wait", "180", *extra],
+        # --job-id newest: only this script's processes (the state query of one job stays fast on a test
+        # cluster that has run hundreds of jobs' actors)
+        killer = subprocess.Popen([sys.executable, "-m", "tools.kill_process", *kill, "--wait", "180", *extra,
+                                   "--job-id", "newest"],
                                   cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         proc = subprocess.Popen([sys.executable, str(script), *map(str, args)], cwd=ROOT, env=env, stdout=out,
                                 stderr=err, text=True)

@@ -63,6 +63,13 @@ def candidates(kind: str, name: str | None, job_id: str | None = None) -> list[d
     return [{"pid": a.pid, "node_id": a.node_id, "id": a.actor_id, "name": a.class_name} for a in found]
 
 
+def newest_job() -> str | None:
+    """The running job that started last on the cluster (the script just launched), or None if none runs yet."""
+    jobs = [j for j in _state().list_jobs(address=_address(), raise_on_missing_output=False, timeout=10)
+            if j.status == "RUNNING" and j.job_id]
+    return max(jobs, key=lambda j: j.start_time or 0).job_id if jobs else None
+
+
 def kill_one(kind: str, name: str | None, wait_s: float, job_id: str | None = None,
              when_exists: str | None = None) -> dict:
     """Wait for a matching process, SIGKILL it, return what was killed. Raises TimeoutError if none shows up."""
@@ -72,7 +79,8 @@ def kill_one(kind: str, name: str | None, wait_s: float, job_id: str | None = No
             raise TimeoutError(f"no file matching {when_exists} appeared within {wait_s:.0f} s")
         time.sleep(0.05)
     while True:
-        found = candidates(kind, name, job_id)
+        job = newest_job() if job_id == "newest" else job_id
+        found = candidates(kind, name, job) if job or job_id != "newest" else []
         for target in found:
             try:
                 os.kill(target["pid"], signal.SIGKILL)
@@ -91,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", nargs="?", default=None,
                         help="task name, actor class or deployment name (task and actor need one)")
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for such a process")
-    parser.add_argument("--job-id", default=None, help="only processes of this Ray job (hex id)")
+    parser.add_argument("--job-id", default=None,
+                        help="only processes of this Ray job: its hex id, or 'newest' for the running job that "
+                             "started last (a script you have just launched)")
     parser.add_argument("--when-exists", default=None, metavar="GLOB",
                         help="first wait until a file matching this pattern exists (e.g. a checkpoint folder)")
     args = parser.parse_args(argv)
