@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import ROOT, base_env, last_line, run, run_and_kill
+from tools import cluster as local_cluster
 from tools import tour
 from workshop import tuning
 
@@ -140,15 +141,22 @@ def test_stopped_experiment_restores_without_redoing_finished_trials(ray_cluster
     assert second["details"]["epochs_run"] == sum(max(r["training_iteration"] for r in rows) for rows in after.values())
 
 
-@pytest.mark.ray_cluster
 @pytest.mark.timeout(400)
-def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, tmp_path):
+def test_killed_trial_resumes_from_its_checkpoint(tmp_path):
     """SIGKILL the process of the running trial once it has saved its second epoch: Tune starts it again from its
-    checkpoint (not from epoch 1), and the search completes. One trial at a time, so the one killed is known."""
+    checkpoint (not from epoch 1), and the search completes. One trial at a time, so the one killed is known.
+
+    On a cluster of its own: on the session's test cluster, late in a full `make test`, the kill tool found no
+    running trial in three runs out of three although the trial ran for 18 s (alone, it passes every time);
+    why is still open (issue 26)."""
     experiment = tmp_path / "tune_mlp"
-    proc, killed = run_and_kill(SCRIPT.format(side="ray_version"), *SLOW_TRIALS, "--max-concurrent-trials", "1",
-                                "--output", tmp_path, kill=["trial"], env=ray_cluster.env(base_env()),
-                                when_exists=experiment / "trial_*" / "checkpoint_000001")
+    cluster = local_cluster.start(head_cpus=2, worker_cpus=2)
+    try:
+        proc, killed = run_and_kill(SCRIPT.format(side="ray_version"), *SLOW_TRIALS, "--max-concurrent-trials",
+                                    "1", "--output", tmp_path, kill=["trial"], env=cluster.env(base_env()),
+                                    when_exists=experiment / "trial_*" / "checkpoint_000001")
+    finally:
+        cluster.stop()
     assert proc.returncode == 0, proc.stderr[-3000:]
     details = read_result(tmp_path)["details"]
     assert details["complete"] is True and len(details["trials"]) == 4
