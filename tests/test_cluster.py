@@ -151,7 +151,7 @@ def test_one_script_per_module_through_ray_jobs_uses_both_nodes(ray_cluster, tmp
     assert read_result(out["core"])["answer"] == read_result(baseline)["answer"]
 
     train = read_result(out["train"])
-    assert train["details"]["workers"] == 5 and train["answer"]["epochs"] == 2 and train["answer"]["loss_fell"]
+    assert train["details"]["workers"] == 5 and train["answer"]["epochs"] == 2 and train["details"]["loss_fell"]
     assert len(nodes_of(report["train"], "RayTrainWorker")) == 2, report["train"]["actors"]
 
     data = read_result(out["data"])["answer"]
