@@ -88,7 +88,7 @@ def main() -> None:
     what = f"{args.requests} requests" if args.requests else f"{args.duration:g} s"
     print(f"Load: {what} at concurrency {args.concurrency} against {url}", flush=True)
     report.update(serve_client.run_load(url, texts, args.concurrency, args.requests, args.duration,
-                                        args.texts_per_request, args.model, args.timeout))
+                                        args.texts_per_request, args.model, args.timeout, announce=10))
     print(serve_client.format_report(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

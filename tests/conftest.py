@@ -294,6 +294,23 @@ def run_and_kill(script: str, *args: str, kill: list[str], env: dict[str, str], 
     return done, json.loads(last_line(killed))
 
 
+ACTOR_RESTARTS = r"""
+import json, sys
+from ray.util import state
+rows = state.list_actors(filters=[("actor_id", "=", sys.argv[1])], detail=True, raise_on_missing_output=False)
+actor = rows[0] if rows else None
+print(json.dumps({"num_restarts": actor.num_restarts, "state": actor.state} if actor else None))
+"""
+
+
+def actor_restarts(actor_id: str, env: dict[str, str]) -> dict | None:
+    """The state API's record of an actor (also after its job ended): its restarts and its state."""
+    proc = subprocess.run([sys.executable, "-c", ACTOR_RESTARTS, actor_id], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(last_line(proc.stdout))
+
+
 def task_attempts(task_id: str, env: dict[str, str]) -> list[list]:
     proc = subprocess.run([sys.executable, "-c", TASK_ATTEMPTS, task_id], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)

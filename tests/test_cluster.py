@@ -20,9 +20,11 @@ import yaml
 
 from conftest import ROOT, base_env, last_line, run
 from tools import cluster as local_cluster
+from tools import tour
 
 KUBERAY = ROOT / "ray_core" / "cluster" / "kuberay"
 BOOTSTRAP = "ray_core/{side}/bootstrap_auc.py"
+DATA = "ray_data/{side}/preprocess_reviews.py"
 
 
 def read_result(folder: Path) -> dict:
@@ -155,7 +157,10 @@ def test_one_script_per_module_through_ray_jobs_uses_both_nodes(ray_cluster, tmp
     assert len(nodes_of(report["train"], "RayTrainWorker")) == 2, report["train"]["actors"]
 
     data = read_result(out["data"])["answer"]
-    assert data["rows"] > 0 and data["positive"] <= data["rows"] and sum(data["dropped"].values()) > 0
+    data_baseline = tmp_path / "data_baseline"
+    assert run(DATA.format(side="baseline"), "--smoke-test", "--output", data_baseline).returncode == 0
+    [data_pair] = [p for p in tour.discover(["ray_data"]) if p.name == "preprocess_reviews"]
+    assert tour.compare(read_result(data_baseline)["answer"], data, data_pair.spec["agree"]) == []
     # the read and map tasks, and the actors of the pool (one of which may get no CPU before the tiny input
     # is done: the read tasks hold them all at first)
     data_nodes = set(report["data"]["task_nodes"]) | nodes_of(report["data"], "MapWorker")
@@ -163,7 +168,7 @@ def test_one_script_per_module_through_ray_jobs_uses_both_nodes(ray_cluster, tmp
 
     tune = read_result(out["tune"])
     assert len(tune["details"]["trials"]) == 5 and tune["details"]["complete"]
-    assert 0.2 < tune["answer"]["best_val_accuracy"] <= 1.0
+    assert 0.4 < tune["answer"]["best_val_accuracy"] <= 1.0  # well above chance (1 in 4): the models learn
     # Tune reserves a placement group per trial for up to 5 trials at once; under load the first trials may be
     # over before the later trial processes start, so count where the reservations were placed
     tune_nodes = set(report["tune"]["bundle_nodes"]) | nodes_of(report["tune"], "ImplicitFunc")
@@ -223,7 +228,7 @@ def group_members(pgid: int) -> list[int]:
 
 
 @pytest.mark.ray_cluster
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 @pytest.mark.slow
 def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
     """`make cluster-up` (tools.cluster up) starts its own cluster: 1 CPU on the head, 3 on the worker node.
@@ -249,6 +254,17 @@ def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
                 break
             time.sleep(1)
         assert active.count("node_") == 2, status.stdout + status.stderr
+
+        # The Ray Jobs command as `make cluster-up` prints it and ray_core/cluster/README.md shows it, run in a
+        # shell with the venv active, as this cluster's first job (Ray may unpack the job's working directory
+        # again while the job runs: its result must still be written)
+        [submit] = [line.split("#")[0].strip() for line in up.stdout.splitlines() if "ray job submit" in line]
+        assert f"\n{submit}\n" in (ROOT / "ray_core" / "cluster" / "README.md").read_text()  # section 3
+        shell = {**cenv, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{cenv.get('PATH', '')}"}
+        job = subprocess.run(["bash", "-c", submit], cwd=ROOT, env=shell, capture_output=True, text=True,
+                             timeout=240)
+        assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
+        assert "AUC" in job.stdout and "Result: " in job.stdout
 
         args = ["--rows", "1000000", "--replicates", "32"]
         probe = subprocess.Popen([sys.executable, "-c", RUNNING_ON_WORKER, cluster.dashboard_url], env=cenv,

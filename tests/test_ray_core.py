@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import base_env, last_line, load_script, run, run_and_kill, task_attempts
+from conftest import actor_restarts, base_env, last_line, load_script, run, run_and_kill, task_attempts
 from tools import tour
 
 BOOTSTRAP = "ray_core/{side}/bootstrap_auc.py"
@@ -83,10 +83,13 @@ def test_parameter_server_survives_a_killed_actor(ray_cluster, tmp_path):
     """SIGKILL a data worker actor's process from outside: Ray restarts it (its __init__ rebuilds the shard from
     the seed), re-sends the call in flight, and the weights are the baseline's exactly."""
     args = ["--smoke-test", "--steps", "300"]  # about 10 s of steps: the kill lands mid-training
+    env = ray_cluster.env(base_env())
     proc, killed = run_and_kill(PARAMETER_SERVER.format(side="ray_version"), *args, "--output", tmp_path / "ray",
-                                kill=["actor", "DataWorker"], env=ray_cluster.env(base_env()))
+                                kill=["actor", "DataWorker"], env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert killed["name"] == "DataWorker"
+    assert killed["name"] == "DataWorker"  # killed while ALIVE: after its __init__ had finished
+    record = actor_restarts(killed["id"], env)
+    assert record and record["num_restarts"] == 1, f"Ray should have restarted that actor once: {record} {killed}"
     reference = run(PARAMETER_SERVER.format(side="baseline"), *args, "--output", tmp_path / "baseline")
     assert reference.returncode == 0, reference.stderr
     result = read_result(tmp_path / "ray")

@@ -4,6 +4,7 @@ deployed with `serve deploy` and upgraded in place."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -109,6 +110,11 @@ class Server:
         )
         try:
             serve_client.wait_until_healthy(self.url, timeout=150)
+            deadline = time.monotonic() + 30  # a script says it serves once it has seen its own /healthz answer
+            while command is None and "Ctrl-C stops it" not in log_path.read_text():
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                time.sleep(0.1)
         except TimeoutError:
             self.stop()
             raise AssertionError(f"{side} server never came up:\n{self.log_path.read_text()[-3000:]}") from None
@@ -244,7 +250,7 @@ def test_port_in_use_is_one_clear_line(side):
 
 @pytest.mark.ray_cluster
 class TestBothServersRunning:
-    """Both servers up at once (started once for this class); the upgrade test runs last."""
+    """Both servers up at once (started once for this class); each test leaves them as it found them."""
 
     @pytest.mark.timeout(240)
     def test_bad_input_is_a_4xx_with_a_message_on_both_servers_which_keep_serving(self, servers):
@@ -304,13 +310,13 @@ class TestBothServersRunning:
              "--timeout", "150", "--json", str(report_path)],
             cwd=ROOT, env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        lines = []  # kill once the load test says its load has begun (a line it prints and flushes), plus 1 s
+        lines = []  # kill once the load test says that the server has answered and requests are in flight
         for line in load.stdout:
             lines.append(line)
-            if line.startswith("Load:"):
+            if line.startswith("Load under way:"):
                 break
-        assert lines and lines[-1].startswith("Load:"), "".join(lines)[-3000:]
-        time.sleep(1)  # four requests in flight at any time from here on, at about 20 ms each
+        assert lines and lines[-1].startswith("Load under way:"), "".join(lines)[-3000:]
+        in_flight = int(lines[-1].split(", ")[1].split()[0])
         os.kill(old_pid, signal.SIGKILL)  # the model replica's process dies, as in an out-of-memory kill
         # requests sent while no replica is up wait for the new one (it loads MiniLM: 10-40 s on 2 busy cores)
         out, _ = load.communicate(timeout=200)
@@ -318,11 +324,14 @@ class TestBothServersRunning:
         assert load.returncode == 0, out[-3000:]
         report = json.loads(report_path.read_text())
         print(out)
-        assert report["ok"] > 0
-        assert set(report["errors_by_status"]) <= {"503"}, report["errors_by_status"]  # never a 500
-        if report["failed"]:  # requests in flight on the dead replica fail with 503; later ones succeed
-            assert report["recovery_seconds"] is not None and report["ok_after_last_failure"] > 0
-            assert "recovery" in out
+        assert in_flight > 0, out
+        # A request caught on the dead replica gets 503, never a 500 or a dropped connection; the others wait
+        # for its successor. (Here none failed in 3 runs of 3: the requests in flight were answered by the new
+        # replica, 12-15 s later.) Either way the load goes on after the kill and is answered.
+        assert set(report["errors_by_status"]) <= {"503"}, report
+        assert report["ok"] > 10 and report["requests"] > 10 + in_flight, report
+        assert report["failed"] == 0 or (report["recovery_seconds"] is not None
+                                         and report["ok_after_last_failure"] > 0 and "recovery" in out), report
         wait_for_info(url, lambda info: info["pid"] != old_pid, timeout=90)  # Serve replaced the killed replica
         assert serve_client.predict(url, ["Works great, I love it."])["predictions"][0]["label"] == "positive"
 
@@ -331,15 +340,20 @@ class TestBothServersRunning:
     def test_in_place_upgrade_through_the_config_file(self, servers, tmp_path):
         ray_side = servers["ray_version"]
         before = wait_for_info(ray_side.url, lambda info: info["default_model"] == "v1")
-        config = ray_side.config
+        config = copy.deepcopy(ray_side.config)
         config["applications"][0]["deployments"][2]["user_config"]["default_model"] = "v2"
-        v2 = tmp_path / "v2.yaml"
+        v2, v1 = tmp_path / "v2.yaml", tmp_path / "v1.yaml"
         v2.write_text(yaml.safe_dump(config))
+        v1.write_text(yaml.safe_dump(ray_side.config))
         serve_cli("deploy", str(v2), "-a", ray_side.dashboard, env=ray_side.env)
-        after = wait_for_info(ray_side.url, lambda info: info["default_model"] == "v2", timeout=60)
-        assert after["api_pid"] == before["api_pid"], "a user_config change should not restart the replica"
-        assert after["pid"] != before["pid"], "v2 is served by its own deployment"
-        assert serve_client.predict(ray_side.url, ["works great"])["model"] == "v2"
+        try:
+            after = wait_for_info(ray_side.url, lambda info: info["default_model"] == "v2", timeout=60)
+            assert after["api_pid"] == before["api_pid"], "a user_config change should not restart the replica"
+            assert after["pid"] != before["pid"], "v2 is served by its own deployment"
+            assert serve_client.predict(ray_side.url, ["works great"])["model"] == "v2"
+        finally:  # back to v1, in place, for the class's other tests (they run in any order)
+            serve_cli("deploy", str(v1), "-a", ray_side.dashboard, env=ray_side.env)
+            wait_for_info(ray_side.url, lambda info: info["default_model"] == "v1", timeout=60)
 
 CONFIG = ROOT / "ray_serve" / "serve_config.yaml"
 

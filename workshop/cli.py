@@ -40,13 +40,19 @@ def make_parser(doc: str, script: str, *, pair: str | None = None,
     parser.add_argument("--seed", type=int, default=0, help="seed for the generated data; same seed, same answer")
     parser.add_argument(
         "--output",
-        type=Path,
-        default=Path("outputs") / run["module"] / run["pair"] / run["side"],
+        type=absolute_path,
+        default=f"outputs/{run['module']}/{run['pair']}/{run['side']}",
         help="folder for the result file; a re-run overwrites it",
     )
     # not flags: what write_result labels the result with, and when the script started (for start-up times)
     parser.set_defaults(run=run, started=time.perf_counter())
     return parser
+
+
+def absolute_path(text: str) -> Path:
+    """argparse type for --output: made absolute at once. A Ray Job runs in its unpacked working directory, which
+    Ray may remove and unpack again while the job runs; a relative path would then point into the removed one."""
+    return Path(text).absolute()
 
 
 def trace_file(text: str) -> Path:
@@ -131,7 +137,11 @@ def write_result(args: argparse.Namespace, *, seconds: float, answer: Any, **det
         "cpu_count": os.cpu_count(),
     }
     path = args.output / RESULT_FILE
+    args.output.mkdir(parents=True, exist_ok=True)  # again: a Ray Job's working directory may have been unpacked anew
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, path)
-    return path
+    try:
+        return path.relative_to(Path.cwd())  # shorter to print when it is under the current directory
+    except (ValueError, OSError):
+        return path

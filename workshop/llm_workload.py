@@ -22,7 +22,7 @@ import json
 import random
 from pathlib import Path
 
-from workshop import cli
+from workshop import cli, models
 
 MODEL_HELP = ("a model folder (what save_pretrained writes) or a hub id; default: the packaged "
               "SmolLM2-135M-Instruct, offline")
@@ -131,6 +131,12 @@ def apply_smoke_defaults(parser, args, **sizes) -> None:
         for name, value in sizes.items():
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
+
+
+def ready_request(base_url: str, model_name: str) -> tuple[str, dict]:
+    """The servers' readiness check (workshop/self_test.py): one token of one completion, so that a server says
+    it serves only once a request has gone through its model."""
+    return f"{base_url}/completions", {"model": models.display_name(model_name), "prompt": "Hello", "max_tokens": 1}
 
 
 def client_command(base_url: str, args) -> list[str]:

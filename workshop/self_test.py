@@ -1,8 +1,9 @@
 """What the four servers share after their server has started: serve until Ctrl-C, or run the self-test.
 
-A server script calls `serve(args, url, ready, client)` once its server is up. Without --load-requests it
-says where it serves and waits for Ctrl-C. With it (--smoke-test sets it), it waits until `ready` answers
-200, runs the module's client (ray_serve/load_test.py, vllm_examples/openai_client.py) in a process of its
+A server script calls `serve(args, url, ready, client)` once it has started its server. It waits until
+`ready` answers 200 (a GET of a URL, or a POST of (URL, JSON body): the LLM servers send one completion, so
+that "Serving" means a request has gone through the model). Without --load-requests it then says where it
+serves and waits for Ctrl-C. With it (--smoke-test sets it), it runs the module's client (ray_serve/load_test.py, vllm_examples/openai_client.py) in a process of its
 own, so that the client never competes with the server for a CPU or the GIL, and returns the client's JSON
 report; the module's helper then writes result.json. The tests, the tour and the benchmarks use the
 self-test; a server copied into your own project can drop it and keep the Ctrl-C wait.
@@ -24,12 +25,16 @@ from pathlib import Path
 from workshop import cli
 
 
-def wait_until_ready(url: str, timeout: float = 600.0) -> None:
-    """Poll `url` until it answers 200; exit with one line if it does not within `timeout` seconds."""
+def wait_until_ready(ready: str | tuple[str, dict], timeout: float = 600.0) -> None:
+    """Send `ready` (a URL to GET, or a URL and a JSON body to POST) until it answers 200; exit with one line if
+    it does not within `timeout` seconds."""
+    url, body = (ready, None) if isinstance(ready, str) else ready
+    data = None if body is None else json.dumps(body).encode()  # with data, urllib sends a POST
     deadline = time.monotonic() + timeout
     while True:
+        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=max(5.0, deadline - time.monotonic())) as response:
                 if response.status == 200:
                     return
         except (OSError, urllib.error.HTTPError):
@@ -49,15 +54,16 @@ def find_client(name: str) -> Path:
              f"--smoke-test and --load-requests")
 
 
-def serve(args: argparse.Namespace, url: str, ready: str, client: list[str]) -> dict | None:
+def serve(args: argparse.Namespace, url: str, ready: str | tuple[str, dict], client: list[str]) -> dict | None:
     """Serve until Ctrl-C (returns None), or self-test: the client's report plus `startup_seconds` (from the
     start of the script's argument parsing to the first 200 from `ready`) and `self_test_seconds`."""
     if args.load_requests is None:
-        print(f"Serving on {url}; Ctrl-C stops it", flush=True)
         try:
+            wait_until_ready(ready)
+            print(f"Serving on {url}; Ctrl-C stops it", flush=True)
             while True:
                 time.sleep(1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # the caller stops its server
             print("Shut down", flush=True)
         return None
     wait_until_ready(ready)

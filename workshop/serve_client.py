@@ -86,15 +86,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank]
 
 
-async def _load(url, texts, concurrency, requests, duration, texts_per_request, model, timeout):
+async def _load(url, texts, concurrency, requests, duration, texts_per_request, model, timeout, announce):
     import aiohttp
 
     records: list[tuple[float, float, str]] = []  # (start, end, status) relative to the load start
     started = time.perf_counter()
     deadline = started + duration if duration else None
     counter = iter(range(requests if requests else 10**12))
+    in_flight = 0
 
     async def worker(session):
+        nonlocal in_flight
         for i in counter:
             if deadline and time.perf_counter() >= deadline:
                 return
@@ -103,13 +105,17 @@ async def _load(url, texts, concurrency, requests, duration, texts_per_request, 
             if model:
                 body["model"] = model
             t0 = time.perf_counter()
+            in_flight += 1
             try:
                 async with session.post(f"{url}/predict", json=body) as resp:
                     await resp.read()
                     status = str(resp.status)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 status = type(exc).__name__
+            in_flight -= 1
             records.append((t0 - started, time.perf_counter() - started, status))
+            if announce and len(records) == announce:  # the server has answered; the load is under way
+                print(f"Load under way: {len(records)} answered, {in_flight} in flight", flush=True)
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
@@ -126,11 +132,14 @@ def run_load(
     texts_per_request: int = 1,
     model: Optional[str] = None,
     timeout: float = 30.0,
+    announce: int = 0,
 ) -> dict:
-    """Send requests from `concurrency` concurrent clients; return the report (see `summarize`)."""
+    """Send requests from `concurrency` concurrent clients; return the report (see `summarize`). With
+    `announce`, print one line once that many requests have been answered, with the number still in flight."""
     if not requests and not duration:
         raise ValueError("give a number of requests or a duration")
-    records, wall = asyncio.run(_load(url, texts, concurrency, requests, duration, texts_per_request, model, timeout))
+    records, wall = asyncio.run(_load(url, texts, concurrency, requests, duration, texts_per_request, model, timeout,
+                                      announce))
     return summarize(records, wall, concurrency)
 
 

@@ -58,10 +58,11 @@ class BodySizeLimit:
     """ASGI middleware of both servers: 413 for a request body over max_bytes, decided from its Content-Length
     before the app sees it (the body is read and dropped chunk by chunk, so the client gets the answer), or as
     soon as a body without one (chunked) passes the limit: a 20 MB body is never held in memory or parsed as
-    JSON. app.add_middleware(BodySizeLimit)."""
+    JSON. app.add_middleware(BodySizeLimit); the LLM baseline passes its own limit, hint and OpenAI error body."""
 
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, hint: str = "send fewer or shorter texts",
+                 error_body=lambda message: {"detail": message}) -> None:
+        self.app, self.max_bytes, self.hint, self.error_body = app, max_bytes, hint, error_body
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -93,8 +94,8 @@ class BodySizeLimit:
         await self.app(scope, counted_receive, guarded_send)
 
     async def _refuse(self, send, size: int) -> None:
-        body = json.dumps({"detail": f"request body of {size} bytes or more is over the limit of "
-                                     f"{self.max_bytes} bytes; send fewer or shorter texts"}).encode()
+        message = f"request body of {size} bytes or more is over the limit of {self.max_bytes} bytes; {self.hint}"
+        body = json.dumps(self.error_body(message)).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})

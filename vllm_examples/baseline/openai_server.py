@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 import uvicorn
@@ -31,13 +31,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from transformers.generation.streamers import BaseStreamer
 
 from workshop import cli, llm_workload, models, self_test, serve_client
+from workshop.text_api import BodySizeLimit
 
 DTYPES = ("bfloat16", "float16", "float32")
+MAX_BODY_BYTES = 2**20  # far more than --max-model-len tokens of text; a larger body gets 413 before it is read
 
 
 # ---- the OpenAI request subset the client uses (extra fields are ignored, as OpenAI's API does) ----
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
+    role: str  # any role the chat template renders, as vLLM accepts ("system", "user", "assistant", ...)
     content: str
 
 
@@ -73,10 +75,13 @@ class APIError(Exception):
         self.status, self.message, self.param = status, message, param
 
 
+def error_body(status: int, message: str, param: Optional[str] = None) -> dict:
+    kind = {400: "BadRequestError", 404: "NotFoundError", 413: "BadRequestError"}.get(status, "InternalServerError")
+    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
 def error_response(status: int, message: str, param: Optional[str] = None) -> JSONResponse:
-    kind = {400: "BadRequestError", 404: "NotFoundError"}.get(status, "InternalServerError")
-    return JSONResponse(status_code=status,
-                        content={"error": {"message": message, "type": kind, "param": param, "code": status}})
+    return JSONResponse(status_code=status, content=error_body(status, message, param))
 
 
 class TokenQueue(BaseStreamer):
@@ -177,6 +182,8 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 def build_app(model_name: str, args) -> FastAPI:
     """The FastAPI app: the OpenAI routes, errors and streaming, written out by hand around one Generator."""
     app = FastAPI(title="OpenAI-compatible LLM server (transformers)")
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, hint="shorten the prompt",
+                       error_body=lambda message: error_body(413, message))
     generator = Generator(model_name, args)
 
     @app.exception_handler(APIError)
@@ -320,7 +327,8 @@ def main() -> None:
     except (OSError, ValueError) as exc:  # e.g. weights that do not match the config
         cli.fail(f"cannot load model {model_name}: {str(exc).strip().splitlines()[0][:300]}")
     try:
-        report = self_test.serve(args, base_url, f"{base_url}/models", llm_workload.client_command(base_url, args))
+        report = self_test.serve(args, base_url, llm_workload.ready_request(base_url, model_name),
+                                 llm_workload.client_command(base_url, args))
     finally:
         stop_server(server)
     if report:

@@ -63,14 +63,16 @@ def build_app(model_name: str, args):
 
 
 def start_server(port: int, model_name: str, args) -> None:
-    """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it serves until serve.shutdown()."""
+    """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it serves until stop_server()."""
     # [5] HTTP options are cluster-wide and set before the first app; one proxy, on the head node
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
     serve.run(build_app(model_name, args), name=APP_NAME, route_prefix="/")  # returns once the model is up
 
 
 def stop_server() -> None:
-    serve.shutdown()  # [6] remove the app, its replicas and the proxy: nothing is left behind
+    serve.delete(APP_NAME)  # [6] remove this app and its replicas (not other apps of a shared cluster)
+    if not serve.status().applications:  # [6] nothing else deployed: stop Serve's proxy too, freeing the port
+        serve.shutdown()
 
 
 def main() -> None:
@@ -122,7 +124,8 @@ def main() -> None:
             start_server(port, model_name, args)
         except Exception as exc:  # e.g. weights vLLM cannot load (the model was checked above); see the log
             cli.fail(f"the LLM app did not start: {str(exc).strip().splitlines()[-1][:300]}")
-        report = self_test.serve(args, base_url, f"{base_url}/models", llm_workload.client_command(base_url, args))
+        report = self_test.serve(args, base_url, llm_workload.ready_request(base_url, model_name),
+                                 llm_workload.client_command(base_url, args))
         if args.trace:  # [8] every task and actor call of this job, as a timeline for Perfetto
             ray.timeline(filename=str(args.trace))
     finally:
