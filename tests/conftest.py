@@ -38,6 +38,82 @@ REPORTS = {"not slow": "test.json", "slow": "test-slow.json"}  # make test, make
 
 def pytest_sessionstart(session):
     session.config.stash[_STARTED] = time.monotonic()
+    reap_groups()  # what an earlier session started and could not stop (it was killed)
+
+
+# Process groups that tests start in sessions of their own (servers, clusters besides the session's): recorded
+# while they run, with the pytest process that started them, so that this session stops them at its end whatever
+# ended it (a failure, Ctrl-C, SIGTERM, a test's timeout), and a later session stops them if this one could not
+# (SIGKILL, a lost machine). A session never touches the groups of another pytest that is still running.
+GROUPS_STATE = Path(os.environ.get("WORKSHOP_TEST_GROUPS_STATE", ROOT / ".ray-cluster" / "test-groups.json"))
+
+
+def _recorded_groups() -> dict[str, list[float]]:
+    """{process group id: [its leader's start time, the pid of the pytest that started it]}."""
+    try:
+        return json.loads(GROUPS_STATE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_groups(groups: dict[str, list[float]]) -> None:
+    if groups:
+        GROUPS_STATE.parent.mkdir(parents=True, exist_ok=True)
+        GROUPS_STATE.write_text(json.dumps(groups))
+    else:
+        GROUPS_STATE.unlink(missing_ok=True)
+
+
+def record_group(pgid: int) -> None:
+    """Remember a process group this session started (its leader's pid), when its leader started, and who we are."""
+    import psutil
+
+    try:
+        started = psutil.Process(pgid).create_time()
+    except psutil.Error:  # already gone
+        return
+    _write_groups({**_recorded_groups(), str(pgid): [started, os.getpid()]})
+
+
+def reap_groups() -> None:
+    """SIGKILL what is left of the recorded groups of this session and of sessions no longer running: each
+    group's processes that started no earlier than its leader (a group id the system gave out again later is not
+    ours, and neither is anything older)."""
+    import psutil
+
+    def ours(owner: int) -> bool:
+        if owner == os.getpid():
+            return True
+        try:
+            return "pytest" not in " ".join(psutil.Process(owner).cmdline())
+        except psutil.Error:  # that session has ended
+            return True
+
+    recorded = _recorded_groups()
+    reaped = {pgid: started for pgid, (started, owner) in recorded.items() if ours(int(owner))}
+    for proc in psutil.process_iter(["create_time"]):
+        try:
+            started = reaped.get(str(os.getpgid(proc.pid)))
+            if started is not None and proc.info["create_time"] >= started - 0.01:
+                proc.kill()
+        except (ProcessLookupError, psutil.Error, OSError):
+            continue
+    _write_groups({k: v for k, v in recorded.items() if k not in reaped})
+
+
+def spawn(command: list[str], **kwargs) -> subprocess.Popen:
+    """subprocess.Popen in a session (and process group) of its own, recorded until the session ends."""
+    proc = subprocess.Popen(command, start_new_session=True, **kwargs)
+    record_group(proc.pid)
+    return proc
+
+
+def start_own_cluster(**sizes) -> local_cluster.LocalCluster:
+    """A Ray cluster besides the session's, for a test that needs one to itself; its node groups are recorded."""
+    cluster = local_cluster.start(**sizes)
+    for pgid in cluster.process_groups:
+        record_group(pgid)
+    return cluster
 
 
 def checkout() -> dict:
@@ -52,8 +128,10 @@ def checkout() -> dict:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """A whole `make test` or `make test-slow` run leaves reports/test.json or test-slow.json: the counts, the
-    seconds, the Python and the machine (the README's figures come from such reports)."""
+    """Stop what tests started and left running. A whole `make test` or `make test-slow` run leaves
+    reports/test.json or test-slow.json: the counts, the seconds, the Python and the machine (the README's
+    figures come from such reports)."""
+    reap_groups()
     config = session.config
     name = REPORTS.get(config.option.markexpr)
     reporter = config.pluginmanager.get_plugin("terminalreporter")

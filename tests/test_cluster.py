@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, base_env, last_line, run
+from conftest import ROOT, base_env, last_line, record_group, run, spawn
 from tools import cluster as local_cluster
 from tools import tour
 
@@ -239,6 +239,8 @@ def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
     state_file = tmp_path / "state" / "cluster.json"
     assert up.returncode == 0 and state_file.exists(), up.stdout + up.stderr
     cluster = local_cluster.LocalCluster.load(state_file)
+    for pgid in cluster.process_groups:
+        record_group(pgid)  # stopped by this test session's end, or the next one, if this test cannot stop it
     try:
         assert "export RAY_ADDRESS=" in up.stdout and "Dashboard: http://127.0.0.1:" in up.stdout
         again = cluster_cli("up", env=env)
@@ -349,9 +351,8 @@ def test_bad_cluster_settings_fail_fast_with_one_clear_line(ray_cluster, tmp_pat
         for key in (k for k, v in changes.items() if v is None):
             env.pop(key)
         out = tmp_path / "out" / name.replace(" ", "_")
-        procs[name] = subprocess.Popen([sys.executable, *command, "--output", str(out)], cwd=ROOT, env=env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                       start_new_session=True)
+        procs[name] = spawn([sys.executable, *command, "--output", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     failures = []
     for name, proc in procs.items():
         try:
@@ -424,50 +425,75 @@ def cluster_processes(temp_dir: str) -> list[int]:
 
 
 HOLD_TEST = '''
-import json, os, time
+import json, os, sys, time
+from conftest import spawn
 
 def test_hold(ray_cluster):
+    server = spawn([sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"],
+                   stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))  # a server started by a test
     marker = os.environ["HOLD_MARKER"]
     with open(marker + ".tmp", "w") as f:
-        json.dump({"temp_dir": str(ray_cluster.temp_dir)}, f)
+        json.dump({"temp_dir": str(ray_cluster.temp_dir), "server": server.pid}, f)
     os.replace(marker + ".tmp", marker)
     time.sleep(600)
 '''
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.slow  # two cluster starts, about 50 s
-def test_a_killed_test_run_leaves_no_ray_process_behind(tmp_path):
-    """pytest killed with SIGKILL cannot stop its cluster: the next session finds it (the state file) and stops
-    it before starting its own; that session, stopped with SIGTERM (a CI timeout), stops its own cluster."""
+def alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.timeout(480)
+@pytest.mark.slow  # four cluster starts, about 2 minutes
+def test_no_stop_of_a_test_run_leaves_a_ray_process_or_server_behind(tmp_path):
+    """A test session holds the test cluster and a server that a test started. pytest killed with SIGKILL cannot
+    stop them: the next session finds them (their state files) and stops them before it starts its own. A session
+    stopped with SIGTERM (a CI timeout), with SIGINT (Ctrl-C), or by a test's timeout stops its own."""
     (tmp_path / "test_hold.py").write_text(HOLD_TEST)
     env = {**base_env(), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-           "WORKSHOP_TEST_CLUSTER_STATE": str(tmp_path / "state.json")}
+           "WORKSHOP_TEST_CLUSTER_STATE": str(tmp_path / "state.json"),
+           "WORKSHOP_TEST_GROUPS_STATE": str(tmp_path / "groups.json")}
 
-    def start_session(name: str) -> tuple[subprocess.Popen, str]:
+    def start_session(name: str, *options: str) -> tuple[subprocess.Popen, dict]:
         marker = tmp_path / f"{name}.json"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider", "test_hold.py"],
-            cwd=tmp_path, env={**env, "HOLD_MARKER": str(marker)}, stdout=subprocess.DEVNULL,
+            [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider", *options,
+             "test_hold.py"], cwd=tmp_path, env={**env, "HOLD_MARKER": str(marker)}, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 120
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert marker.exists(), f"the {name} session never had its cluster up (exit {proc.poll()})"
-        return proc, json.loads(marker.read_text())["temp_dir"]
+        held = json.loads(marker.read_text())
+        assert cluster_processes(held["temp_dir"]) and alive(held["server"]), f"{name}: not running"
+        return proc, held
 
-    first, first_dir = start_session("first")
-    assert cluster_processes(first_dir), "the first session's cluster should be running"
-    os.killpg(first.pid, signal.SIGKILL)  # pytest itself only: its cluster runs in its own process groups
+    def left_behind(held: dict, wait: float = 20) -> list[str]:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not cluster_processes(held["temp_dir"]) and not alive(held["server"]):
+                return []
+            time.sleep(0.5)
+        return [what for what, there in (("cluster", cluster_processes(held["temp_dir"])),
+                                         ("server", alive(held["server"]))) if there]
+
+    first, held = start_session("killed")
+    os.killpg(first.pid, signal.SIGKILL)  # pytest itself only: the cluster and the server have groups of their own
     first.wait()
-    assert cluster_processes(first_dir), "SIGKILL gave pytest no chance to stop its cluster"
+    assert left_behind(held, wait=1) == ["cluster", "server"], "SIGKILL gave pytest no chance to stop anything"
 
-    second, second_dir = start_session("second")
-    assert not cluster_processes(first_dir), "the next session should have stopped the stale cluster"
-    second.send_signal(signal.SIGTERM)
-    second.wait(timeout=90)
-    deadline = time.monotonic() + 20
-    while cluster_processes(second_dir) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not cluster_processes(second_dir), "SIGTERM should stop the session's cluster"
-    assert not (tmp_path / "state.json").exists()
+    for name, stop, options in (("SIGTERM", signal.SIGTERM, ()), ("SIGINT", signal.SIGINT, ()),
+                                ("test timeout", None, ("--timeout", "5", "-o", "timeout_func_only=true"))):
+        proc, new = start_session(name, *options)
+        assert left_behind(held, wait=0) == [], f"the {name} session should have stopped what the killed one left"
+        if stop is not None:
+            proc.send_signal(stop)
+        proc.wait(timeout=120)
+        assert left_behind(new) == [], f"stopped by {name}, the session left these running"
+        held = new
+    assert not (tmp_path / "state.json").exists() and not (tmp_path / "groups.json").exists()

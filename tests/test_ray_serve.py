@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from conftest import ROOT, base_env, last_line, load_script, run
+from conftest import ROOT, base_env, last_line, load_script, run, spawn
 from workshop import serve_client, text_model
 
 SERVER = "ray_serve/{side}/text_classifier_server.py"
@@ -104,9 +104,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen(
+        self.proc = spawn(  # in a session of its own: SIGINT reaches the server only; recorded until stopped
             [*(command or [sys.executable, SERVER.format(side=side)]), "--port", str(self.port), *args],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         try:
             serve_client.wait_until_healthy(self.url, timeout=150)

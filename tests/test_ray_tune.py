@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, base_env, last_line, run, run_and_kill
-from tools import cluster as local_cluster
+from conftest import ROOT, base_env, last_line, run, run_and_kill, start_own_cluster
 from tools import tour
 from workshop import tuning
 
@@ -150,7 +149,7 @@ def test_killed_trial_resumes_from_its_checkpoint(tmp_path):
     running trial in three runs out of three although the trial ran for 18 s (alone, it passes every time);
     why is still open (issue 26)."""
     experiment = tmp_path / "tune_mlp"
-    cluster = local_cluster.start(head_cpus=2, worker_cpus=2)
+    cluster = start_own_cluster(head_cpus=2, worker_cpus=2)
     try:
         proc, killed = run_and_kill(SCRIPT.format(side="ray_version"), *SLOW_TRIALS, "--max-concurrent-trials",
                                     "1", "--output", tmp_path, kill=["trial"], env=cluster.env(base_env()),

@@ -52,6 +52,7 @@ def test_metric_rule():
     assert tour.compare({"accuracy": 0.90, "loss": 1.0}, {"accuracy": 0.91, "loss": 9.0}, rule) == []
     assert tour.compare({"accuracy": 0.90}, {"accuracy": 0.93}, rule)
     assert tour.compare({"accuracy": 0.90}, {}, rule)
+    assert tour.compare({"accuracy": 0.90, "loss": 1.0}, {"accuracy": 0.90}, rule), "a key on one side only"
 
 
 SCRIPT = """

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, base_env, last_line, load_script, run
+from conftest import ROOT, base_env, last_line, load_script, run, spawn
 from tools import tour
 
 from workshop import llm_workload, models, serve_client
@@ -223,10 +223,10 @@ class Server:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log_path = tmp / "server.log"
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
+        self.proc = spawn(  # in a session of its own, recorded until the test session ends
             [sys.executable, SERVER.format(side=side), "--max-model-len", "256",
              "--port", str(self.port), "--output", str(tmp)],
-            cwd=ROOT, env=base_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=base_env(), stdout=self.log, stderr=subprocess.STDOUT,
         )
         # up once it says so, which it does after one completion has gone through the model (the generic pair
         # test runs the client's full --check on this server)

@@ -131,6 +131,7 @@ def run_step(step: Step, env: dict[str, str]) -> tuple[float, str]:
 def main(args: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", action="append", choices=MODULES, help="only this module (repeatable)")
+    parser.add_argument("--reports", type=Path, default=ROOT / "reports", help="folder for workshop_times.json")
     options = parser.parse_args(args)
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # a fresh local Ray each time
     steps, env = [], base
@@ -146,8 +147,8 @@ def main(args: list[str] | None = None) -> None:
     finally:
         if env is not base:  # a step failed between cluster-up and cluster-down
             subprocess.run(argv(CLUSTER_DOWN.command), cwd=ROOT, env=base)
-    out = ROOT / "reports" / "workshop_times.json"
-    out.parent.mkdir(exist_ok=True)
+    out = options.reports / "workshop_times.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**stamp(), "steps": steps}, indent=2) + "\n")
     print(f"Written: {out}")
 

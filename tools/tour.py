@@ -102,7 +102,10 @@ def discover(modules: list[str] | None = None, root: Path = ROOT) -> list[Pair]:
 
 
 def compare(baseline: Any, ray: Any, rule: Any, path: str = "answer") -> list[str]:
-    """Differences between two answers under a pair's agreement rule; an empty list means they agree."""
+    """Differences between two answers under a pair's agreement rule; an empty list means they agree. Two dicts
+    must have the same keys, whatever the rule."""
+    if isinstance(baseline, dict) and isinstance(ray, dict) and baseline.keys() != ray.keys():
+        return [f"{path}: keys differ: {sorted(baseline.keys() ^ ray.keys())}"]
     if isinstance(rule, dict) and "metric" in rule:
         name, max_diff = rule["metric"], float(rule["max_diff"])
         try:
@@ -123,8 +126,6 @@ def compare(baseline: Any, ray: Any, rule: Any, path: str = "answer") -> list[st
                        {k: v for k, v in ray.items() if k != name}, "exact", path)
         return rest + ([] if same >= needed else [f"{path}.{name}: {same:.0%} of items equal (needed {needed:.0%})"])
     if isinstance(baseline, dict) and isinstance(ray, dict):
-        if baseline.keys() != ray.keys():
-            return [f"{path}: keys differ: {sorted(baseline.keys() ^ ray.keys())}"]
         return [d for key in baseline for d in compare(baseline[key], ray[key], rule, f"{path}.{key}")]
     if isinstance(baseline, list) and isinstance(ray, list):
         if len(baseline) != len(ray):

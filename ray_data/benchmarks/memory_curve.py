@@ -134,7 +134,7 @@ def main() -> None:
                         help="the encoder both sides run: a tiny random-init BERT (memory, not model) or MiniLM")
     parser.add_argument("--smoke-test", action="store_true", help="2,000 and 4,000 rows (a check)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the generated reviews")
-    parser.add_argument("--output", type=Path, default=Path("reports"), help="folder for the report files")
+    parser.add_argument("--reports", type=Path, default=ROOT / "reports", help="folder for the report files")
     args = parser.parse_args()
     if args.smoke_test:
         args.rows, args.factor = 2_000, 2
@@ -179,12 +179,12 @@ def main() -> None:
           f"{' (killed at the cap)' if r['killed_by_cap'] else ''}, driver peak {r['driver_peak_mb']:,} MB"
           for r in capped),
     ]
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "ray_data_memory_curve.json").write_text(
+    args.reports.mkdir(parents=True, exist_ok=True)
+    (args.reports / "ray_data_memory_curve.json").write_text(
         json.dumps({**report, "table": lines[2:]}, indent=2) + "\n")
-    (args.output / "ray_data_memory_curve.md").write_text("\n".join(lines) + "\n")
+    (args.reports / "ray_data_memory_curve.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"Report: {args.output / 'ray_data_memory_curve.md'}")
+    print(f"Report: {args.reports / 'ray_data_memory_curve.md'}")
 
 
 if __name__ == "__main__":

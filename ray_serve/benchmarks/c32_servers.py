@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--smoke-test", action="store_true", help="64 requests per set-up, to check that it runs")
     parser.add_argument("--requests", type=cli.positive_int, default=3000, help="requests per set-up")
     parser.add_argument("--concurrency", type=cli.positive_int, default=32, help="requests in flight at once")
+    parser.add_argument("--reports", type=Path, default=REPORTS, help="folder for the report files")
     args = parser.parse_args()
     if args.smoke_test:
         args.requests = 64
@@ -114,8 +115,8 @@ def main() -> None:
                      f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['failed']} |")
     lines += ["", f"Same labels for the 16 check texts in every set-up: {'yes' if same else 'NO'}"]
     text = "\n".join(lines) + "\n"
-    REPORTS.mkdir(exist_ok=True)
-    stem = REPORTS / ("ray_serve_c32" + ("_smoke" if args.smoke_test else ""))
+    args.reports.mkdir(parents=True, exist_ok=True)
+    stem = args.reports / ("ray_serve_c32" + ("_smoke" if args.smoke_test else ""))
     stem.with_suffix(".json").write_text(json.dumps({**tour.stamp(), "rows": rows, "table": lines}, indent=2) + "\n")
     stem.with_suffix(".md").write_text(text)
     print(text + f"Reports: {stem}.json, .md")

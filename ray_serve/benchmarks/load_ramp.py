@@ -86,9 +86,9 @@ class ReplicaSampler(threading.Thread):
                                  "concurrency": self.concurrency, **serve_replicas()})
 
 
-def write_reports(result: dict, smoke: bool) -> None:
-    REPORTS.mkdir(exist_ok=True)
-    stem = REPORTS / ("ray_serve_load_ramp" + ("_smoke" if smoke else ""))
+def write_reports(result: dict, smoke: bool, reports: Path) -> None:
+    reports.mkdir(parents=True, exist_ok=True)
+    stem = reports / ("ray_serve_load_ramp" + ("_smoke" if smoke else ""))
     lines = [f"# Ray Serve load ramp ({result['machine']})", "",
              "| server | concurrency | requests/s | p50 ms | p99 ms | failed | replicas (ClassifierV1) |",
              "|---|---|---|---|---|---|---|"]
@@ -140,6 +140,7 @@ def main() -> None:
     parser.add_argument("--stage-seconds", type=float, default=25.0, help="seconds of load per stage")
     parser.add_argument("--ramp", type=cli.positive_int, nargs="+", default=[2, 8, 32, 64, 32, 4],
                         help="client concurrency of each Ray stage")
+    parser.add_argument("--reports", type=Path, default=REPORTS, help="folder for the report files")
     args = parser.parse_args()
     if args.smoke_test:
         args.stage_seconds, args.ramp = 3.0, [2, 32, 4]
@@ -169,7 +170,7 @@ def main() -> None:
     finally:
         ray_server.stop_server()  # this app only, not other apps of a shared cluster
     write_reports({**tour.stamp(), "baseline_c32": baseline,
-                   "stages": stages, "timeline": sampler.samples}, args.smoke_test)
+                   "stages": stages, "timeline": sampler.samples}, args.smoke_test, args.reports)
 
 
 if __name__ == "__main__":

@@ -83,11 +83,13 @@ def generate(model, tokenizer, examples: list[dict[str, str]], max_new_tokens: i
     return answers
 
 
-def evaluate(model, tokenizer, examples: list[dict[str, str]], shown: dict[str, str]) -> tuple[float, str]:
-    """Share of held-out answers that are exactly the right word, and the full answer to the shown example."""
+def evaluate(model, tokenizer, examples: list[dict[str, str]], shown: dict[str, str]
+             ) -> tuple[float, list[str], str]:
+    """Share of held-out answers that are exactly the right word, the answers, and the full answer to the shown
+    example."""
     answers = generate(model, tokenizer, examples, max_new_tokens=4)  # "positive" + end of turn: 2 tokens
     share = sum(a == e["response"] for a, e in zip(answers, examples)) / len(examples)
-    return share, generate(model, tokenizer, [shown], max_new_tokens=24)[0]
+    return share, answers, generate(model, tokenizer, [shown], max_new_tokens=24)[0]
 
 
 def train_func(config: dict) -> dict:
@@ -143,7 +145,7 @@ def main() -> None:
     # the example to print: a negative review (the base model leans towards "positive")
     shown = next((e for e in val_examples if e["response"] == "negative"), val_examples[0])
     tokenizer, base = load_base(model_name)
-    share_before, answer_before = evaluate(base, tokenizer, val_examples, shown)
+    share_before, _, answer_before = evaluate(base, tokenizer, val_examples, shown)
     print(f"Base model {models.display_name(model_name)}: {share_before:.0%} of {len(val_examples)} held-out reviews "
           "answered with exactly the right word")
     print(f"  {shown['prompt']!r}\n  -> {answer_before!r}")
@@ -162,7 +164,7 @@ def main() -> None:
 
     adapter_dir = Path(config["adapter_dir"])
     tuned = PeftModel.from_pretrained(load_base(model_name)[1], adapter_dir)  # the saved adapter on a fresh base
-    share_after, answer_after = evaluate(tuned, tokenizer, val_examples, shown)
+    share_after, answers_after, answer_after = evaluate(tuned, tokenizer, val_examples, shown)
     adapter_mb = (adapter_dir / "adapter_model.safetensors").stat().st_size / 1e6
     print(f"Adapter {adapter_dir} ({adapter_mb:.1f} MB of weights) on the base model: exactly the right word "
           f"{share_before:.0%} -> {share_after:.0%} of the held-out reviews")
@@ -170,9 +172,10 @@ def main() -> None:
     print(f"Work time: {timer.seconds:.2f} s for {log['steps']} training steps (model loading included)")
     path = cli.write_result(
         args, seconds=timer.seconds,
-        answer={"exact_share_before": share_before, "exact_share_after": share_after,
+        answer={"train_losses": log["train_losses"], "answers_after": answers_after,
+                "exact_share_before": share_before, "exact_share_after": share_after,
                 "rose_by_margin": share_after - share_before >= lora_data.MARGIN},
-        model=model_name, workers=1, held_out=len(val_examples), train_losses=log["train_losses"],
+        model=model_name, workers=1, held_out=len(val_examples),
         steps=log["steps"], shown_prompt=shown["prompt"], shown_label=shown["response"],
         answer_before=answer_before, answer_after=answer_after,
         adapter=str(adapter_dir), adapter_mb=adapter_mb,

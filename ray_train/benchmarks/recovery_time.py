@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--smoke-test", action="store_true", help="small size, to check that the benchmark runs")
     parser.add_argument("--output", type=Path, default=ROOT / "outputs" / "ray_train" / "recovery_time",
                         help="folder for the two training runs")
+    parser.add_argument("--reports", type=Path, default=ROOT / "reports", help="folder for the report files")
     args = parser.parse_args()
     size = SMOKE_ARGS if args.smoke_test else BENCH_ARGS
     clean, _ = run_training(size, args.output / "uninterrupted", kill=False)
@@ -101,14 +102,13 @@ def main() -> None:
         f"{report['val_accuracy_with_failure']:.4f} |",
         "",
     ])
-    reports = ROOT / "reports"
-    reports.mkdir(exist_ok=True)
-    suffix = "_smoke" if args.smoke_test else ""
+    args.reports.mkdir(parents=True, exist_ok=True)
+    stem = args.reports / f"ray_train_recovery_time{'_smoke' if args.smoke_test else ''}"
     report["table"] = md.splitlines()
-    (reports / f"ray_train_recovery_time{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (reports / f"ray_train_recovery_time{suffix}.md").write_text(md)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(md)
     print(md)
-    print(f"Written: reports/ray_train_recovery_time{suffix}.json and .md")
+    print(f"Written: {stem}.json and .md")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ reported; whole seconds on the Tune side, which Tune adds to every result) and `
 trial started), so a search starts at the earliest `timestamp - time_total_s`.
 
     python ray_tune/benchmarks/metric_vs_time.py            # benchmark size (what make bench runs)
-    python ray_tune/benchmarks/metric_vs_time.py --quick    # a small run that checks the set-up
+    python ray_tune/benchmarks/metric_vs_time.py --smoke-test    # a small run that checks the set-up
 """
 
 from __future__ import annotations
@@ -80,10 +80,10 @@ def main() -> None:
     parser.add_argument("--val-rows", type=int, default=5_000, help="validation rows")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of both searches")
     parser.add_argument("--tolerance", type=float, default=0.01, help="'reached' = within this of the baseline's best")
-    parser.add_argument("--quick", action="store_true", help="small sizes, to check the set-up in a minute")
+    parser.add_argument("--smoke-test", action="store_true", help="small sizes, to check the set-up in a minute")
     parser.add_argument("--reports", type=Path, default=ROOT / "reports", help="folder for the report files")
     args = parser.parse_args()
-    if args.quick:
+    if args.smoke_test:
         args.num_samples, args.epochs, args.train_rows, args.val_rows = 6, 6, 3_000, 1_000
     script_args = ["--num-samples", str(args.num_samples), "--epochs", str(args.epochs), "--train-rows",
                    str(args.train_rows), "--val-rows", str(args.val_rows), "--seed", str(args.seed)]
