@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, base_env, last_line, record_group, run, spawn
+from conftest import ROOT, base_env, last_line, record_group, run, spawn, start_own_cluster
 from tools import cluster as local_cluster
-from tools import tour
+from tools import netns, tour
 
 KUBERAY = ROOT / "ray_core" / "cluster" / "kuberay"
 BOOTSTRAP = "ray_core/{side}/bootstrap_auc.py"
@@ -302,6 +302,97 @@ def test_cluster_up_survives_a_worker_node_failure_and_down_cleans_up(tmp_path):
     assert not cluster.temp_dir.exists() and not state_file.exists()
     again = cluster_cli("down", env=env)
     assert again.returncode == 0 and "nothing to stop" in again.stdout
+
+
+# Waits until the node is marked dead (its state in the GCS); prints the wall-clock time it saw that.
+NODE_DEAD = r'''
+import json, sys, time
+from ray.util import state
+dashboard, node = sys.argv[1], sys.argv[2]
+deadline = time.monotonic() + 180
+while time.monotonic() < deadline:
+    if any(n.node_id == node and n.state == "DEAD" for n in state.list_nodes(address=dashboard)):
+        print(json.dumps(time.time()))
+        break
+    time.sleep(0.2)
+else:
+    print(json.dumps(None))
+'''
+
+FAST_DETECTION = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
+                  "RAY_health_check_failure_threshold": "5"}
+DRIVER_KEEPALIVE = {"RAY_grpc_client_keepalive_time_ms": "5000", "RAY_grpc_client_keepalive_timeout_ms": "5000"}
+
+NODE_IPS = r'''
+import json, ray
+ray.init()
+print(json.dumps(sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"])))
+'''
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.slow
+def test_across_network_hosts_a_silent_worker_node_is_declared_dead_and_the_work_finishes_on_the_head(tmp_path):
+    """Two hosts with their own IP addresses (network namespaces joined by a bridge, tools/netns.py), one Ray node
+    on each. Bootstrap tasks run on both; then the worker host's link is cut: its processes keep running, silent.
+    Ray declares the node dead after its health checks fail, re-runs its tasks on the head, and the answer is
+    the single-process baseline's. Reports the time from the cut to the node's death and to the answer."""
+    reason = netns.available()
+    if reason:
+        pytest.skip(f"no separate network hosts on this machine ({reason}); the loopback cluster tests ran")
+    net = netns.hosts(2)
+    netns.remove(net)  # the project's own test hosts, left by a test session that was killed
+    netns.create(net)
+    cluster, work = None, None
+    try:
+        # Faster failure detection than Ray's defaults (ray_core/cluster/README.md, section 5): the GCS checks
+        # each node every second and gives it up after 5 missed checks (defaults: every 3 s, 10 s timeout);
+        # the driver's connections send a keepalive ping after 5 s of silence and give up 5 s later (the calls
+        # in flight to a silent node fail only then, and Ray retries those tasks)
+        cluster = start_own_cluster(head_cpus=1, worker_cpus=3, hosts=net, system_env=FAST_DETECTION)
+        env = {**cluster.env(base_env()), **DRIVER_KEEPALIVE}
+        head = cluster.prefix(0)  # a driver runs on a node of the cluster: here, on the head's host
+        ips = subprocess.run([*head, sys.executable, "-c", NODE_IPS], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert json.loads(last_line(ips.stdout)) == net.ips, ips.stderr[-2000:]  # a node per host, at its own IP
+
+        args = ["--rows", "1000000", "--replicates", "32"]
+        probe = subprocess.Popen([sys.executable, "-c", RUNNING_ON_WORKER, cluster.dashboard_url], env=env,
+                                 stdout=subprocess.PIPE, text=True)
+        work = spawn([*head, sys.executable, BOOTSTRAP.format(side="ray_version"), *args, "--output",
+                      str(tmp_path / "disturbed")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+        worker = json.loads(probe.stdout.readline() or "null")
+        probe.wait(timeout=30)
+        assert worker, "no bootstrap task ever ran on the worker host"
+        dead = subprocess.Popen([sys.executable, "-c", NODE_DEAD, cluster.dashboard_url, worker], env=env,
+                                stdout=subprocess.PIPE, text=True)
+        cut_at = time.time()
+        netns.cut(net, 1)  # the link goes down; nothing is killed
+        reference = tmp_path / "undisturbed"
+        baseline = subprocess.Popen([sys.executable, BOOTSTRAP.format(side="baseline"), *args, "--output",
+                                     str(reference)], cwd=ROOT, env=base_env(), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+        stdout, stderr = work.communicate(timeout=400)
+        answered_at = time.time()
+        dead_at = json.loads(dead.communicate(timeout=200)[0].strip().splitlines()[-1])
+        assert work.returncode == 0, stdout[-2000:] + stderr[-3000:]
+        assert dead_at is not None, "Ray never declared the silent node dead"
+        assert baseline.wait(timeout=120) == 0, baseline.stderr.read()[-2000:]
+        assert read_result(tmp_path / "disturbed")["answer"] == read_result(reference)["answer"]
+        report = {**tour.stamp(), "hosts": net.ips, "args": args, "settings": {**FAST_DETECTION, **DRIVER_KEEPALIVE},
+                  "cut_to_node_dead_seconds": round(dead_at - cut_at, 1),
+                  "cut_to_answer_seconds": round(answered_at - cut_at, 1)}
+        (ROOT / "reports").mkdir(exist_ok=True)
+        (ROOT / "reports" / "cluster_link_cut.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(report)
+    finally:
+        if work is not None and work.poll() is None:
+            work.kill()
+        if cluster is not None:
+            cluster.stop()
+        netns.remove(net)
+    assert not netns.existing(net), "the namespaces or the bridge are left"
 
 
 def test_makefile_targets_call_the_cluster_module():

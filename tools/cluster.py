@@ -55,6 +55,11 @@ class LocalCluster:
     temp_dir: Path
     token_path: Path
     process_groups: list[int] = field(default_factory=list)  # [head, worker]: one group per node
+    netns: list[str] = field(default_factory=list)  # the nodes' network namespaces (tools/netns.py); [] on 127.0.0.1
+
+    def prefix(self, index: int = 0) -> list[str]:
+        """The command prefix that runs a command on node `index`'s host (a driver: on the head's, 0)."""
+        return ["ip", "netns", "exec", self.netns[index]] if self.netns else []
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for a driver that should join this cluster (scripts call a plain ray.init())."""
@@ -101,7 +106,7 @@ class LocalCluster:
         state = json.loads(path.read_text())
         return cls(address=state["address"], dashboard_url=state["dashboard_url"],
                    temp_dir=Path(state["temp_dir"]), token_path=Path(state["token_path"]),
-                   process_groups=[int(g) for g in state["process_groups"]])
+                   process_groups=[int(g) for g in state["process_groups"]], netns=state.get("netns", []))
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -133,11 +138,13 @@ def _is_our_group(pgid: int, temp_dir: Path) -> bool:
     return False
 
 
-def _ray_start(args: list[str], env: dict[str, str], log: Path, timeout: float) -> int:
-    """Run `ray start ...` in a new process group; return the group id (the daemons it leaves stay in it)."""
+def _ray_start(args: list[str], env: dict[str, str], log: Path, timeout: float, prefix: list[str]) -> int:
+    """Run `ray start ...` (after `prefix`: on another host) in a new process group; return the group id (the
+    daemons it leaves stay in it)."""
     with open(log, "a") as log_file:
         proc = subprocess.Popen(
-            [_ray_cli(), "start", *args], env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            [*prefix, _ray_cli(), "start", *args], env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             code = proc.wait(timeout=timeout)
@@ -152,8 +159,12 @@ def _ray_start(args: list[str], env: dict[str, str], log: Path, timeout: float) 
 
 
 def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0, *,
-          gcs_port: int | None = None, dashboard_port: int | None = None) -> LocalCluster:
+          gcs_port: int | None = None, dashboard_port: int | None = None, hosts=None,
+          system_env: dict[str, str] | None = None) -> LocalCluster:
     """Start a head node and one worker node on 127.0.0.1, wait until both are alive, return the cluster.
+    With `hosts` (tools.netns.Hosts, created), the head runs on the first host and the worker on the second,
+    each at its own IP address: two machines as far as Ray can tell. `system_env`: Ray settings (RAY_...) for
+    the nodes' processes, e.g. how often the GCS checks that a node is alive.
 
     The logical CPU counts are deliberately above the physical cores: Train workers, Data actor pools
     and Serve replicas each hold 1 logical CPU, and on a 2-core machine they would otherwise starve
@@ -165,11 +176,13 @@ def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0, *,
     token_path.write_text(secrets.token_hex(32))
     token_path.chmod(0o600)
     gcs_port, dashboard_port = gcs_port or free_port(), dashboard_port or free_port()
+    ips = hosts.ips[:2] if hosts is not None else ["127.0.0.1", "127.0.0.1"]
     cluster = LocalCluster(
-        address=f"127.0.0.1:{gcs_port}",
-        dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+        address=f"{ips[0]}:{gcs_port}",
+        dashboard_url=f"http://{ips[0]}:{dashboard_port}",
         temp_dir=temp_dir,
         token_path=token_path,
+        netns=hosts.names[:2] if hosts is not None else [],
     )
     env = cluster.env()
     env.pop("RAY_ADDRESS")
@@ -178,20 +191,21 @@ def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0, *,
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     # Serve's actors record task events (what `--trace` timelines show) only when the nodes start with this set
     env.setdefault("RAY_SERVE_ENABLE_TASK_EVENTS", "1")
-    common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    env.update(system_env or {})
     log = temp_dir / "ray-start.log"
     try:
         cluster.process_groups.append(_ray_start([
             "--head", f"--port={gcs_port}", f"--num-cpus={head_cpus}", f"--temp-dir={temp_dir}",
-            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}", *common,
-        ], env, log, timeout))
+            f"--dashboard-host={ips[0]}", f"--dashboard-port={dashboard_port}",
+            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+            f"--node-ip-address={ips[0]}", "--disable-usage-stats",
+        ], env, log, timeout, cluster.prefix(0)))
         # Its own temp dir, as on a second machine: with a shared one, both nodes unpack a job's working_dir
         # into the same folder, and the second unpack deletes the files under the feet of a running job.
         cluster.process_groups.append(_ray_start([
             f"--address={cluster.address}", f"--num-cpus={worker_cpus}", f"--temp-dir={temp_dir / 'w'}",
-            f"--dashboard-agent-listen-port={free_port()}", *common,
-        ], env, log, timeout))
+            f"--dashboard-agent-listen-port={free_port()}", f"--node-ip-address={ips[1]}", "--disable-usage-stats",
+        ], env, log, timeout, cluster.prefix(1)))
         _wait_for_nodes(cluster, 2, timeout)
     except BaseException:
         cluster.stop()
@@ -204,7 +218,8 @@ def _wait_for_nodes(cluster: LocalCluster, count: int, timeout: float) -> None:
     probe = "import ray; ray.init(); print(sum(n['Alive'] for n in ray.nodes()))"
     while True:
         proc = subprocess.run(
-            [sys.executable, "-c", probe], env=cluster.env(), capture_output=True, text=True, timeout=timeout
+            [*cluster.prefix(), sys.executable, "-c", probe], env=cluster.env(), capture_output=True, text=True,
+            timeout=timeout,
         )
         alive = proc.stdout.strip().splitlines()[-1:] if proc.returncode == 0 else []
         if alive and int(alive[0]) >= count:

@@ -20,7 +20,7 @@ REPORTS = ROOT / "docs" / "reports"
 # What set-up and the test runs write into reports/ (git-ignored), and what `record` keeps of them.
 RECORDED = ("install", "test", "test-slow", "demo", "bench", "workshop_times", "crossover",
             "ray_tune_metric_vs_time", "ray_data_memory_curve", "ray_train_fit_overhead", "ray_train_recovery_time",
-            "ray_serve_c32", "ray_serve_load_ramp", "vllm_examples_llm_throughput")
+            "ray_serve_c32", "ray_serve_load_ramp", "vllm_examples_llm_throughput", "cluster_link_cut")
 
 
 def load(name: str) -> dict:
@@ -457,3 +457,14 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def link_cut(python: str = "3.11") -> str:
+    """ray_core/cluster/README.md: what the network-fault test measured (tests/test_cluster.py)."""
+    report = load(f"cluster_link_cut-py{python}")
+    settings = ", ".join(f"`{name}={value}`" for name, value in report["settings"].items())
+    return (f"Measured by that test ({stamp(report)}; hosts {' and '.join(report['hosts'])}, bootstrap_auc.py "
+            f"`{' '.join(report['args'])}`; {settings}): the node was declared dead "
+            f"{report['cut_to_node_dead_seconds']:.1f} s "
+            f"after its link went down, and the answer, identical to the baseline's, came "
+            f"{report['cut_to_answer_seconds']:.1f} s after it.")
