@@ -114,7 +114,7 @@ def assert_learned_the_one_word_answer(result: dict, folder) -> None:
     assert answer["exact_share_before"] <= 0.25, "the base model should not already answer in one word"
     assert details["answer_before"] != details["shown_label"]
     assert details["answer_after"] == details["shown_label"], details["answer_after"]
-    assert details["train_losses"][-1] < 0.5 * details["train_losses"][0]
+    assert answer["train_losses"][-1] < 0.5 * answer["train_losses"][0]
     adapter = folder / "adapter"
     assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
     assert not (adapter / "model.safetensors").exists(), "only the adapter is saved, not the base model"
