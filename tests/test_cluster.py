@@ -342,7 +342,16 @@ def test_across_network_hosts_a_silent_worker_node_is_declared_dead_and_the_work
         pytest.skip(f"no separate network hosts on this machine ({reason}); the loopback cluster tests ran")
     net = netns.hosts(2)
     netns.remove(net)  # the project's own test hosts, left by a test session that was killed
-    netns.create(net)
+
+    def netns_cli(*args: str) -> str:  # network_faults.md's commands, as written there
+        proc = subprocess.run([sys.executable, "-m", "tools.netns", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "rwn1: 10.77.0.11" in netns_cli("up")
+    again = subprocess.run([sys.executable, "-m", "tools.netns", "up"], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 1 and last_line(again.stderr).startswith("error: rwn0, rwn1, rwbr0 exist already")
     cluster, work = None, None
     try:
         # Faster failure detection than Ray's defaults (ray_core/cluster/README.md, section 5): the GCS checks
@@ -368,7 +377,7 @@ def test_across_network_hosts_a_silent_worker_node_is_declared_dead_and_the_work
         dead = subprocess.Popen([sys.executable, "-c", NODE_DEAD, cluster.dashboard_url, worker], env=env,
                                 stdout=subprocess.PIPE, text=True)
         cut_at = time.time()
-        netns.cut(net, 1)  # the link goes down; nothing is killed
+        netns_cli("cut", "1")  # the link goes down; nothing is killed
         reference = tmp_path / "undisturbed"
         baseline = subprocess.Popen([sys.executable, BOOTSTRAP.format(side="baseline"), *args, "--output",
                                      str(reference)], cwd=ROOT, env=base_env(), stdout=subprocess.DEVNULL,
@@ -391,8 +400,8 @@ def test_across_network_hosts_a_silent_worker_node_is_declared_dead_and_the_work
             work.kill()
         if cluster is not None:
             cluster.stop()
-        netns.remove(net)
-    assert not netns.existing(net), "the namespaces or the bridge are left"
+        down = netns_cli("down")
+    assert down.startswith("Removed rwn0, rwn1, rwbr0") and not netns.existing(net), down
 
 
 def test_makefile_targets_call_the_cluster_module():

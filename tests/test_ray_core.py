@@ -82,7 +82,9 @@ def test_bootstrap_survives_a_killed_worker(ray_cluster, tmp_path):
 def test_parameter_server_survives_a_killed_actor(ray_cluster, tmp_path):
     """SIGKILL a data worker actor's process from outside: Ray restarts it (its __init__ rebuilds the shard from
     the seed), re-sends the call in flight, and the weights are the baseline's exactly."""
-    args = ["--smoke-test", "--steps", "300"]  # about 10 s of steps: the kill lands mid-training
+    # the smoke size with 3000 steps (--smoke-test would set 30): about 10 s of steps (300 a second on 2 idle
+    # cores), so the kill lands mid-training
+    args = ["--rows-per-worker", "5000", "--dim", "16", "--batch-size", "256", "--steps", "3000"]
     env = ray_cluster.env(base_env())
     proc, killed = run_and_kill(PARAMETER_SERVER.format(side="ray_version"), *args, "--output", tmp_path / "ray",
                                 kill=["actor", "DataWorker"], env=env)

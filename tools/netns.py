@@ -4,11 +4,11 @@ A bridge joins the hosts (veth pairs, one per host) and this machine's own names
 address: traffic goes between the hosts and this machine only, nothing is routed further. The addresses are in
 a private test range (10.77.0.0/24 by default): the bridge is .1, host i is .(10 + i).
 
-    sudo .venv/bin/python -m tools.netns up          # bridge 10.77.0.1, rwn0 10.77.0.10, rwn1 10.77.0.11
-    sudo .venv/bin/python -m tools.netns cut 1       # host 1's link goes down: it goes silent (nothing is killed)
-    sudo .venv/bin/python -m tools.netns mend 1      # and up again
-    sudo .venv/bin/python -m tools.netns delay 1 50  # 50 ms each way on host 1's link; 0 removes it
-    sudo .venv/bin/python -m tools.netns down        # remove the hosts and the bridge
+    .venv/bin/python -m tools.netns up          # bridge 10.77.0.1, hosts rwn0 10.77.0.10 and rwn1 10.77.0.11
+    .venv/bin/python -m tools.netns cut 1       # host 1's link goes down: it goes silent (nothing is killed)
+    .venv/bin/python -m tools.netns mend 1      # and up again
+    .venv/bin/python -m tools.netns delay 1 50  # 50 ms each way on host 1's link; 0 removes it
+    .venv/bin/python -m tools.netns down        # remove the hosts and the bridge (as root, all of them)
 
 A command runs on a host with `ip netns exec rwn0 COMMAND` (tools/cluster.py starts one Ray node on each).
 `delay` uses tc's netem, which needs the kernel's sch_netem module (not every kernel has it).

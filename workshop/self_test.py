@@ -5,8 +5,9 @@ A server script calls `serve(args, url, ready, client)` once it has started its 
 that "Serving" means a request has gone through the model). Without --load-requests it then says where it
 serves and waits for Ctrl-C. With it (--smoke-test sets it), it runs the module's client
 (ray_serve/load_test.py, vllm_examples/openai_client.py) in a process of its own, so that the client never
-competes with the server for a CPU or the GIL, and returns the client's JSON report; the module's helper then writes result.json. The tests, the tour and the benchmarks use the
-self-test; a server copied into your own project can drop it and keep the Ctrl-C wait.
+competes with the server for a CPU or the GIL, and returns the client's JSON report; the module's helper then
+writes result.json. The tests, the tour and the benchmarks use the self-test; a server copied into your own
+project can drop it and keep the Ctrl-C wait.
 """
 
 from __future__ import annotations
