@@ -349,6 +349,10 @@ def test_across_network_hosts_a_silent_worker_node_is_declared_dead_and_the_work
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
+    for args, message in ((["cut", "1"], "error: host rwn1 is not up; run `python -m tools.netns up` first"),
+                          (["delay", "5", "50"], "error: no host 5: the hosts are 0 to 1")):
+        early = subprocess.run([sys.executable, "-m", "tools.netns", *args], cwd=ROOT, capture_output=True, text=True)
+        assert early.returncode == 1 and last_line(early.stderr) == message, early.stderr
     assert "rwn1: 10.77.0.11" in netns_cli("up")
     again = subprocess.run([sys.executable, "-m", "tools.netns", "up"], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 1 and last_line(again.stderr).startswith("error: rwn0, rwn1, rwbr0 exist already")

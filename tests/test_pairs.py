@@ -35,7 +35,8 @@ def test_every_module_with_scripts_has_pairs():
 def test_numbered_comments_run_in_order_and_a_plain_ray_init(pair):
     """The Ray file's numbered comments ([1], [2], ...) first appear in order down the file, without gaps, and
     the file calls ray.init() as Ray's docs write it (not hidden in a helper), once: no address, no resources; the
-    one argument allowed is log_to_driver (a chatty library's workers may log to Ray's files only)."""
+    arguments allowed are log_to_driver (a chatty library's workers may log to Ray's files only) and a
+    ray.LoggingConfig log level (Ray's own INFO lines off the console)."""
     text = pair.script("ray_version").read_text()
     comments = [line.split("#", 1)[1] for line in text.splitlines() if "#" in line]
     first_seen = []
@@ -43,7 +44,7 @@ def test_numbered_comments_run_in_order_and_a_plain_ray_init(pair):
         if number not in first_seen:
             first_seen.append(number)
     assert first_seen == list(range(1, len(first_seen) + 1)), f"numbers in file order: {first_seen}"
-    plain = r"^    ray\.init\((?:log_to_driver=[\w.]+)?\)  # \[\d+\]"
+    plain = r'^    ray\.init\((?:log_to_driver=[\w.]+|logging_config=ray\.LoggingConfig\(log_level="\w+"\))?\)  # \[\d+\]'
     assert len(re.findall(plain, text, flags=re.M)) == 1, "one plain, numbered ray.init()"
 
 

@@ -106,20 +106,20 @@ def test_stopped_experiment_restores_without_redoing_finished_trials(ray_cluster
     script = SCRIPT.format(side="ray_version")
     experiment = tmp_path / "tune_mlp"
 
-    progress = tmp_path / "stderr.txt"  # where the progress bar goes: Ctrl-C once it counts a finished trial
+    progress = tmp_path / "stdout.txt"  # one line per finished trial: Ctrl-C after the first
 
     def a_trial_finished():
-        return re.search(r"trials finished:[^|]*\|[^|]*\| [1-3]/4", progress.read_text(errors="replace"))
+        return re.search(r"^Trial \S+ finished$", progress.read_text(errors="replace"), re.M)
 
-    with open(progress, "w") as stderr:
+    with open(progress, "w") as stdout:
         proc = subprocess.Popen([sys.executable, script, *SLOW_TRIALS, "--max-concurrent-trials", "2", "--output",
-                                 str(tmp_path)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr,
+                                 str(tmp_path)], cwd=ROOT, env=env, stdout=stdout, stderr=subprocess.PIPE,
                                 text=True)
-        out, _ = interrupt_when(proc, a_trial_finished)
-    err = progress.read_text(errors="replace")
+        _, err = interrupt_when(proc, a_trial_finished)
+    out = progress.read_text(errors="replace")
     assert proc.returncode == 0, err[-3000:]
     first = read_result(tmp_path)
-    assert first["details"]["complete"] is False and "--restore" in out
+    assert "Stopped early (Ctrl-C)" in out and "--restore" in out
     before = trial_rows(experiment)
     state = trial_state(experiment)  # what Tune saved at the stop: a trial is finished once it is TERMINATED
     finished = {name: rows for name, rows in before.items() if state[name][0] == "TERMINATED"}
@@ -129,7 +129,7 @@ def test_stopped_experiment_restores_without_redoing_finished_trials(ray_cluster
     assert proc.returncode == 0, proc.stderr[-3000:]
     second = read_result(tmp_path)
     after = trial_rows(experiment)
-    assert second["details"]["restored"] is True and second["details"]["complete"] is True
+    assert "Stopped early" not in proc.stdout and len(second["details"]["trials"]) == 4
     assert set(before) <= set(after) and len(after) == 4, "restore should continue the same 4 trials, not start new"
     for name, rows in finished.items():
         assert after[name] == rows, f"finished trial {name} was run again after restore"
@@ -158,7 +158,7 @@ def test_killed_trial_resumes_from_its_checkpoint(tmp_path):
         cluster.stop()
     assert proc.returncode == 0, proc.stderr[-3000:]
     details = read_result(tmp_path)["details"]
-    assert details["complete"] is True and len(details["trials"]) == 4
+    assert "Stopped early" not in proc.stdout and len(details["trials"]) == 4
     # Tune counts iterations_since_restore from 1 again when it restarts a trial; training_iteration goes on
     restarted = {n: r for n, r in trial_rows(experiment).items()
                  if any(row["iterations_since_restore"] < row["training_iteration"] for row in r)}
@@ -167,7 +167,6 @@ def test_killed_trial_resumes_from_its_checkpoint(tmp_path):
     resumed_at = first["training_iteration"] - first["iterations_since_restore"]
     assert resumed_at >= 2, f"{name} should continue from a checkpoint of epoch 2 or later, not from scratch"
     assert all(row["epoch"] == row["training_iteration"] for row in rows), f"{name} started its epochs over"
-    assert details["trials_resumed_from_checkpoint"] == 1 and "resumed from a checkpoint" in proc.stdout
     assert details["trials_stopped_early"] >= 1, "ASHA should stop at least one weak trial"
 
 

@@ -134,13 +134,24 @@ def remove(net: Hosts) -> list[str]:
     return removed
 
 
+def _require_up(net: Hosts, index: int) -> None:
+    """One clear line if host `index` is not one of the hosts, or they are not up."""
+    if not 0 <= index < len(net.names):
+        raise NetnsError(f"no host {index}: the hosts are 0 to {len(net.names) - 1}")
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    if net.names[index] not in listed:
+        raise NetnsError(f"host {net.names[index]} is not up; run `python -m tools.netns up` first")
+
+
 def cut(net: Hosts, index: int, down: bool = True) -> None:
     """Take host `index`'s link down (or up again): the host goes silent; its processes keep running."""
+    _require_up(net, index)
     _ip("ip", "link", "set", f"{net.names[index]}-br", "down" if down else "up")
 
 
 def delay(net: Hosts, index: int, ms: float) -> None:
     """Delay every packet on host `index`'s link by `ms` each way (tc netem on both ends); 0 removes it."""
+    _require_up(net, index)
     for device, netns in ((f"{net.names[index]}-br", None), ("eth0", net.names[index])):
         if ms > 0:
             _ip("tc", "qdisc", "replace", "dev", device, "root", "netem", "delay", f"{ms}ms", netns=netns)

@@ -68,7 +68,7 @@ WORKSHOP = {
     ],
     "ray_tune": [
         *smoke("ray_tune", "tune_mlp"),
-        Step(TUNE_LONG, ctrl_c=r"trials finished:\s+\d+%\|[^|]*\|\s*[1-9]"),  # once a trial has finished
+        Step(TUNE_LONG, ctrl_c=r"Trial \S+ finished"),  # once a trial has finished
         Step(TUNE_LONG + " --restore"),
     ],
     "ray_serve": smoke("ray_serve", "text_classifier_server"),

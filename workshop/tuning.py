@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 HYPERPARAMETERS = ("lr", "width", "weight_decay", "batch_size")
+HISTORY = ["epoch", "train_loss", "val_loss", "val_accuracy", "timestamp", "time_total_s"]  # one row per epoch
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "lograndint", "choice")  # named like ray.tune's functions
 
 

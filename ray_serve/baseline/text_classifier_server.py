@@ -1,5 +1,4 @@
-"""A review sentiment classifier (MiniLM) behind an HTTP API, served with FastAPI + uvicorn: one process, one
-model call per request.
+"""A review sentiment classifier (MiniLM) behind an HTTP API, served with FastAPI + uvicorn in one process.
 
 Routes (the same on both sides): POST /predict, GET /healthz, GET /info; schemas and limits are in
 workshop/text_api.py, the model (MiniLM embeddings, two heads: v1 and v2) in workshop/text_model.py.
@@ -14,6 +13,7 @@ Diff it with its twin to see the Ray changes (the numbered comments are explaine
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 
@@ -28,14 +28,14 @@ app.add_middleware(text_model.BodySizeLimit)  # 413 for a body over the limit, b
 
 
 class Classifier:
-    """One model version in this process."""
+    """One model version."""
 
     def __init__(self, version: str) -> None:
         self.version = version
-        self.model = text_model.build_model(version)  # MiniLM plus this version's head (torch's default threads)
+        self.model = text_model.build_model(version)  # MiniLM plus this version's head
 
     def predict(self, texts: list[str]) -> list[text_model.Prediction]:
-        return self.model.predict(texts)  # one forward pass per request
+        return self.model.predict(texts)  # one forward pass for all the texts
 
     def pid(self) -> int:
         return os.getpid()
@@ -48,27 +48,25 @@ class TextClassifierAPI:
         self.models = {"v1": v1, "v2": v2}
         self.default_model = default_model
 
-    def predict(self, request: PredictRequest) -> PredictResponse:
+    async def predict(self, request: PredictRequest) -> PredictResponse:
         problem = text_model.size_problem(request)
         if problem:
             raise HTTPException(status_code=413, detail=problem)
         version = request.model or self.default_model
-        predictions = self.models[version].predict(request.texts)
+        predictions = await asyncio.to_thread(self.models[version].predict, request.texts)  # off the event loop
         return PredictResponse(model=version, predictions=predictions)
 
     def healthz(self) -> dict:
         return {"status": "ok"}
 
-    def info(self) -> InfoResponse:
+    async def info(self) -> InfoResponse:
         pid = self.models[self.default_model].pid()
         return InfoResponse(default_model=self.default_model, models=sorted(self.models), pid=pid,
                             api_pid=os.getpid())
 
 
-def build_app(default_model: str = "v1") -> FastAPI:
-    """Both model versions in this process, behind the API's routes (each `uvicorn --workers` process calls it).
-    The methods are plain def: FastAPI runs each call in its thread pool, so a forward pass never blocks the
-    event loop, and the model runs once per request."""
+def build_app(default_model: str = "v1"):
+    """Model versions v1 and v2 side by side, behind one API."""
     api = TextClassifierAPI(Classifier("v1"), Classifier("v2"), default_model)
     app.post("/predict", response_model=PredictResponse)(api.predict)
     app.get("/healthz")(api.healthz)
@@ -77,7 +75,7 @@ def build_app(default_model: str = "v1") -> FastAPI:
 
 
 def start_server(port: int, default_model: str) -> uvicorn.Server:
-    """Load both model versions and serve them on 127.0.0.1:port, in a thread, until stop_server()."""
+    """Serve the app on 127.0.0.1:port until stop_server()."""
     server = uvicorn.Server(uvicorn.Config(build_app(default_model), host="127.0.0.1", port=port,
                                            log_level="warning"))
     threading.Thread(target=server.run, name="uvicorn").start()

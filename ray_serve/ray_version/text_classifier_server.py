@@ -1,12 +1,10 @@
-"""A review sentiment classifier (MiniLM) behind an HTTP API, served with Ray Serve: batching, autoscaling,
-composition, versions.
+"""A review sentiment classifier (MiniLM) behind an HTTP API, served with Ray Serve: batching, autoscaling.
 
 Routes (the same on both sides): POST /predict, GET /healthz, GET /info; schemas and limits are in
 workshop/text_api.py, the model (MiniLM embeddings, two heads: v1 and v2) in workshop/text_model.py.
 Run it, leave it up (Ctrl-C stops it) and load it from a second terminal with ray_serve/load_test.py
 (ray_serve/README.md). With --smoke-test (or --load-requests) it checks and loads itself, writes
-result.json and exits (workshop/self_test.py). The same app runs from ray_serve/serve_config.yaml with
-`serve run` / `serve deploy`.
+result.json and exits (workshop/self_test.py).
 
 Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_serve/README.md):
 
@@ -19,56 +17,49 @@ import asyncio
 import os
 
 import ray
-import torch
 from fastapi import FastAPI, HTTPException
 from ray import serve
-from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from workshop import cli, ray_connect, self_test, serve_client, text_model
 from workshop.text_model import InfoResponse, PredictRequest, PredictResponse
 
-APP_NAME = "text_classifier"
-
+APP_NAME = "text_classifier"  # the Serve application's name
 app = FastAPI(title="Text classifier")
 app.add_middleware(text_model.BodySizeLimit)  # 413 for a body over the limit, before it is read or parsed
 
 
 @serve.deployment(  # [1] a deployment: a class that Serve runs as one or more replica actors
-    ray_actor_options={"num_cpus": 0.5},  # [2] half a logical CPU: two replicas fit where one CPU is free
+    ray_actor_options={"num_cpus": 0.5},  # [2] half a CPU: two replicas fit in one, each with one torch thread
     max_ongoing_requests=64,  # [3] must exceed max_batch_size, or a replica never sees a full batch
-    autoscaling_config={  # [4] Serve adds a replica when each has more than 16 requests waiting on average
-        "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16,
-        "upscale_delay_s": 3, "downscale_delay_s": 30,
-    },
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2,  # [4] one more replica when each has more than
+                        "target_ongoing_requests": 16, "upscale_delay_s": 3, "downscale_delay_s": 30},  # 16 waiting
 )
 class Classifier:
-    """One model version in each replica process."""
+    """One model version."""
 
     def __init__(self, version: str) -> None:
-        # [5] one torch thread per reserved CPU (at least one): more replicas, not more threads, use more cores
-        torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
         self.version = version
         self.model = text_model.build_model(version)  # MiniLM plus this version's head
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)  # [6] concurrent calls of one text: one list
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)  # [5] concurrent calls of one text: one list
     async def predict(self, texts: list[str]) -> list[text_model.Prediction]:
-        return self.model.predict(texts)  # one forward pass for the whole batch
+        return self.model.predict(texts)  # one forward pass for all the texts
 
     def pid(self) -> int:
         return os.getpid()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)  # [7] async: many in flight
-@serve.ingress(app)  # [8] the same FastAPI app, its routes now methods of a deployment
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)  # [6] async: many in flight
+@serve.ingress(app)  # [7] the same FastAPI app, its routes now methods of a deployment
 class TextClassifierAPI:
-    """The HTTP side: validation, routing to a model version (a deployment of its own)."""
+    """The HTTP side: validation, routing to a model version."""
 
-    def __init__(self, v1: DeploymentHandle, v2: DeploymentHandle, default_model: str = "v1") -> None:
-        self.models = {"v1": v1, "v2": v2}  # [9] handles to other deployments: composition
+    def __init__(self, v1: DeploymentHandle, v2: DeploymentHandle, default_model: str = "v1") -> None:  # [8]
+        self.models = {"v1": v1, "v2": v2}
         self.default_model = default_model
 
-    def reconfigure(self, config: dict) -> None:  # [10] user_config from a config file, applied in place
+    def reconfigure(self, config: dict) -> None:  # [9] user_config from a config file, applied in place
         self.default_model = config.get("default_model", self.default_model)
 
     @app.post("/predict", response_model=PredictResponse)
@@ -77,10 +68,9 @@ class TextClassifierAPI:
         if problem:
             raise HTTPException(status_code=413, detail=problem)
         version = request.model or self.default_model
-        try:
-            # [11] call another deployment, once per text: its batching merges them with other requests' texts
+        try:  # [10] call another deployment, once per text: its batching merges them with other requests' texts
             predictions = await asyncio.gather(*(self.models[version].predict.remote(t) for t in request.texts))
-        except (RayActorError, ActorUnavailableError) as exc:  # [11] its replica died mid-request: 503, retry
+        except ray.exceptions.RayActorError as exc:  # [10] its replica died mid-request: 503, retry
             raise HTTPException(status_code=503, detail=f"model replica unavailable, retry: {type(exc).__name__}")
         return PredictResponse(model=version, predictions=predictions)
 
@@ -90,35 +80,27 @@ class TextClassifierAPI:
 
     @app.get("/info", response_model=InfoResponse)
     async def info(self) -> InfoResponse:
-        pid = await self.models[self.default_model].pid.remote()  # [12] the model replica's own process id
+        pid = await self.models[self.default_model].pid.remote()  # [11] the model replica's own process id
         return InfoResponse(default_model=self.default_model, models=sorted(self.models), pid=pid,
                             api_pid=os.getpid())
 
 
 def build_app(default_model: str = "v1"):
-    """The application graph: v1 and v2 side by side, both behind one ingress. Nothing runs until serve.run."""
-    # [13] .bind() builds the application graph; .options() makes two deployments of one class
-    v1 = Classifier.options(name="ClassifierV1").bind("v1")
-    v2 = Classifier.options(name="ClassifierV2").bind("v2")
+    """Model versions v1 and v2 side by side, behind one API."""
+    v1 = Classifier.options(name="ClassifierV1").bind("v1")  # [12] two deployments of one class, bound into
+    v2 = Classifier.options(name="ClassifierV2").bind("v2")  # one application graph (nothing runs yet)
     return TextClassifierAPI.options(user_config={"default_model": default_model}).bind(v1, v2)
 
 
-app_graph = build_app()  # [14] the import path for `serve build` / `serve run`: ...text_classifier_server:app_graph
-
-
 def start_server(port: int, default_model: str) -> None:
-    """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it keeps serving until stop_server()."""
-    # [15] HTTP options are cluster-wide and set before the first app. HeadOnly: one proxy, on the head node
-    # (with EveryNode, the default, a second node on the same machine would try to open the same port)
-    serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-    # [16] deploy the app (returns once every replica is up); no access log line per request
-    serve.run(build_app(default_model), name=APP_NAME, route_prefix="/",
-              logging_config={"enable_access_log": False})
+    """Serve the app on 127.0.0.1:port until stop_server()."""
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")  # [13] one proxy
+    serve.run(build_app(default_model), name=APP_NAME, logging_config={"enable_access_log": False})  # [14] deploy
 
 
 def stop_server() -> None:
-    serve.delete(APP_NAME)  # [17] remove this app and its replicas (not other apps of a shared cluster)
-    if not serve.status().applications:  # [17] nothing else deployed: stop Serve's proxy too, freeing the port
+    serve.delete(APP_NAME)  # [15] remove this app and its replicas (not other apps of a shared cluster)
+    if not serve.status().applications:  # [15] nothing else deployed: stop Serve's proxy too, freeing the port
         serve.shutdown()
 
 
@@ -141,15 +123,13 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     cli.prepare_output(args.output)
 
-    if args.trace:  # Serve's own actors record the task events a timeline shows only when this is set as Ray starts
-        os.environ.setdefault("RAY_SERVE_ENABLE_TASK_EVENTS", "1")
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [18] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
+    ray.init()  # [16] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     ray_connect.require_resources(1.5, "CPU", " (3 replicas x 0.5 CPU)")
     try:
         start_server(port, args.default_model)
         report = self_test.serve(args, url, f"{url}/healthz", serve_client.load_test_command(url, args))
-        if args.trace:  # [19] every task and actor call of this job, as a timeline for Perfetto (while they live)
+        if args.trace:  # [17] every task and actor call of this job, as a timeline for Perfetto (while they live)
             ray.timeline(filename=str(args.trace))
     finally:
         stop_server()
@@ -157,5 +137,6 @@ def main() -> None:
         serve_client.write_self_test_result(args, report)
 
 
+app_graph = build_app()  # [18] the import path for `serve build` / `serve run`: ...text_classifier_server:app_graph
 if __name__ == "__main__":
     main()

@@ -1,9 +1,10 @@
 """Hyperparameter search for a small PyTorch MLP without Ray: Optuna with a pruner, one trial after another.
 
-The strongest search a competent engineer writes without Ray: Optuna's TPE sampler proposes each configuration
-from the scores so far, and its successive-halving pruner (the synchronous form of ASHA) stops trials that
-fall behind. `--search random` draws configurations at random and trains every one to its last epoch: the row
-that shows how much of a gain is early stopping and the sampler rather than Ray.
+Both sides run the same search: the same search space and number of trials, Optuna's TPE sampler proposing each
+configuration from the scores so far, and successive halving (ASHA's rule) stopping the trials that fall behind.
+The baseline runs one trial after another; `--search random` there trains every configuration to its last epoch,
+the row that shows how much of a gain is early stopping and the sampler rather than Ray. Ray Tune runs the trials
+in parallel, continues a stopped search with --restore, and a trial whose process dies from its last checkpoint.
 
 Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_tune/README.md):
 
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
-from tqdm import tqdm
 
 from workshop import cli, tuning
 from workshop.data import make_classification_problem
@@ -63,49 +64,33 @@ def evaluate(model, X, y) -> tuple[float, float]:
     return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
 
 
-def train_mlp(config: dict, data: dict, trial: optuna.Trial, record: dict) -> None:
-    """One trial: train one configuration, report each epoch's metrics to Optuna and keep its best weights."""
+def train_mlp(config: dict, data: dict, report) -> None:
+    """One trial: train one configuration and report each epoch's metrics."""
     X_train, y_train, X_val, y_val = (torch.tensor(a) for a in data["arrays"])
     torch.manual_seed(config["seed"])
     model = make_model(X_train.shape[1], config["width"], data["classes"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-    started = time.perf_counter()
     for epoch in range(config["epochs"]):
         train_loss = train_epoch(model, optimizer, X_train, y_train, config["batch_size"], config["seed"], epoch)
         val_loss, val_accuracy = evaluate(model, X_val, y_val)
-        if val_accuracy > max((h["val_accuracy"] for h in record["history"]), default=-1.0):
-            record["best_state"] = {k: v.clone() for k, v in model.state_dict().items()}
-        record["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                                  "val_accuracy": val_accuracy,  # and when, as Tune records it for every result
-                                  "timestamp": time.time(), "time_total_s": time.perf_counter() - started})
-        trial.report(val_accuracy, step=epoch + 1)  # the pruner may stop the trial here
-        if trial.should_prune():
-            raise optuna.TrialPruned()
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
+        report(metrics, model)  # the pruner may stop the trial here
 
 
-def search_space(space: dict):
-    """The search space as Optuna suggestions: a function from a trial to a configuration."""
-
-    def suggest(trial: optuna.Trial) -> dict:
-        config = {}
-        for name, spec in space.items():
-            if not isinstance(spec, dict):  # a fixed value stays fixed
-                config[name] = spec
-            elif spec["type"] == "choice":
-                config[name] = trial.suggest_categorical(name, spec["values"])
-            elif spec["type"] in ("uniform", "loguniform"):
-                log = spec["type"] == "loguniform"
-                config[name] = trial.suggest_float(name, spec["low"], spec["high"], log=log)
-            else:  # randint, lograndint: high excluded, as in Tune
-                log = spec["type"] == "lograndint"
-                config[name] = trial.suggest_int(name, spec["low"], spec["high"] - 1, log=log)
-        return config
-
-    return suggest
+def search_space(space: dict) -> dict:
+    """The search space as Optuna's distributions (randint: high excluded); the sampler draws from these."""
+    samplers = {"uniform": FloatDistribution, "choice": CategoricalDistribution,  # Optuna's distributions
+                "loguniform": lambda low, high: FloatDistribution(low, high, log=True),
+                "randint": lambda low, high: IntDistribution(low, high - 1),
+                "lograndint": lambda low, high: IntDistribution(low, high - 1, log=True)}
+    return {name: spec if not isinstance(spec, dict)  # a fixed value stays fixed
+            else samplers["choice"](spec["values"]) if spec["type"] == "choice"
+            else samplers[spec["type"]](spec["low"], spec["high"])
+            for name, spec in space.items()}
 
 
 def run_search(space: dict, data: dict, args) -> list[dict]:
-    """Optuna: one trial after another; the pruner stops the weak ones early, TPE picks the next configurations."""
+    """The search: TPE picks each next configuration, successive halving stops the weak trials early."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial: the table below says it all
     random = args.search == "random"
     study = optuna.create_study(
@@ -114,16 +99,30 @@ def run_search(space: dict, data: dict, args) -> list[dict]:
         pruner=optuna.pruners.NopPruner() if random  # random search: every trial to its last epoch
         else optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),  # = ASHA's settings
     )
-    trials, suggest = [], search_space(space)
+    space = search_space(space)
+    sampled = {name: d for name, d in space.items() if isinstance(d, BaseDistribution)}
+    trials = []
+    for _ in range(args.num_samples):
+        trial = study.ask(sampled)  # the sampler proposes a configuration
+        config = {**space, **trial.params, "epochs": args.epochs, "seed": args.seed}
+        record, started = {"trial_id": str(trial.number), "config": config, "history": []}, time.perf_counter()
+        trials.append(record)
 
-    def objective(trial: optuna.Trial) -> float:
-        config = {**suggest(trial), "epochs": args.epochs, "seed": args.seed}
-        trials.append({"trial_id": str(trial.number), "config": config, "history": []})
-        train_mlp(config, data, trial, trials[-1])
-        return max(h["val_accuracy"] for h in trials[-1]["history"])
+        def report(metrics: dict, model: nn.Module) -> None:  # record the epoch, keep the best weights, prune?
+            if metrics["val_accuracy"] > max((h["val_accuracy"] for h in record["history"]), default=-1.0):
+                record["best_state"] = {k: v.clone() for k, v in model.state_dict().items()}
+            record["history"].append({**metrics, "timestamp": time.time(),  # and when, as Tune records it
+                                      "time_total_s": time.perf_counter() - started})
+            trial.report(metrics["val_accuracy"], step=metrics["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned()
 
-    with tqdm(total=args.num_samples, desc="trials finished", unit="trial") as progress:
-        study.optimize(objective, n_trials=args.num_samples, callbacks=[lambda study, trial: progress.update()])
+        try:
+            train_mlp(config, data, report)
+            study.tell(trial, max(h["val_accuracy"] for h in record["history"]))
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        print(f"Trial {record['trial_id']} finished", flush=True)
     return trials
 
 
@@ -153,8 +152,7 @@ def main() -> None:
     arrays = make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
     data = {"arrays": arrays, "classes": CLASSES}
     print(f"Data: {args.train_rows:,} training and {args.val_rows:,} validation rows, {FEATURES} features, "
-          f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, "
-          + ("Optuna + pruner" if args.search == "optuna" else "random search") + ", one trial at a time")
+          f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs")
 
     with cli.Timer() as timer:
         trials = run_search(space, data, args)
@@ -162,7 +160,7 @@ def main() -> None:
     tuning.print_trials(trials)  # one line per trial: its configuration, epochs run, best validation accuracy
     best = max(trials, key=lambda t: max(h["val_accuracy"] for h in t["history"]))
     best_epoch = max(best["history"], key=lambda h: h["val_accuracy"])
-    best_checkpoint = output / "best_model.pt"
+    best_checkpoint = str(output / "best_model.pt")
     torch.save(best["best_state"], best_checkpoint)
     config = {k: best["config"][k] for k in tuning.HYPERPARAMETERS}
     epochs_run = sum(t["history"][-1]["epoch"] for t in trials)  # the epoch each trial reached
@@ -175,11 +173,11 @@ def main() -> None:
         args, seconds=timer.seconds,
         answer={"best_val_accuracy": best_epoch["val_accuracy"],  # and the sampler's seeded first draws, in order:
                 "first_configs": [{k: t["config"][k] for k in tuning.HYPERPARAMETERS} for t in trials[:10]]},
-        best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=str(best_checkpoint.resolve()),
+        best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=best_checkpoint,
         trials=[{k: t[k] for k in ("trial_id", "config", "history")} for t in trials],
-        trials_stopped_early=stopped_early, epochs_run=epochs_run,
-        epochs_budget=args.num_samples * args.epochs, search=args.search,
-        num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows, val_rows=args.val_rows,
+        trials_stopped_early=stopped_early, epochs_run=epochs_run, epochs_budget=args.num_samples * args.epochs,
+        search=args.search, num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows,
+        val_rows=args.val_rows,
     )
     print(f"Result: {path}")
 

@@ -1,9 +1,10 @@
-"""Hyperparameter search for a small PyTorch MLP with Ray Tune: parallel trials, ASHA early stopping, Optuna.
+"""Hyperparameter search for a small PyTorch MLP with Ray Tune: trials in parallel, a checkpoint every epoch.
 
-The same search as the baseline (same search space, same number of trials, the same TPE sampler), but the
-trials run in parallel, each reports its metrics and a checkpoint to Tune after every epoch, and the ASHA
-scheduler stops trials that fall behind. A stopped experiment continues with --restore, and a trial whose
-process dies continues from its last checkpoint.
+Both sides run the same search: the same search space and number of trials, Optuna's TPE sampler proposing each
+configuration from the scores so far, and successive halving (ASHA's rule) stopping the trials that fall behind.
+The baseline runs one trial after another; `--search random` there trains every configuration to its last epoch,
+the row that shows how much of a gain is early stopping and the sampler rather than Ray. Ray Tune runs the trials
+in parallel, continues a stopped search with --restore, and a trial whose process dies from its last checkpoint.
 
 Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_tune/README.md):
 
@@ -12,7 +13,6 @@ Diff it with its twin to see the Ray changes (the numbered comments are explaine
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,13 +25,11 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 from torch import nn
-from tqdm import tqdm
 
 from workshop import cli, ray_connect, tuning
 from workshop.data import make_classification_problem
 
 FEATURES, CLASSES = 16, 4  # shape of the generated classification problem
-HISTORY = ["epoch", "train_loss", "val_loss", "val_accuracy", "timestamp", "time_total_s"]  # the baseline's
 
 # The search space, written with the names of ray.tune's sampling functions (randint bounds: high excluded).
 SEARCH_SPACE = {
@@ -71,12 +69,11 @@ def evaluate(model, X, y) -> tuple[float, float]:
 
 
 def train_mlp(config: dict, data: dict) -> None:
-    """One trial: train one configuration, report each epoch's metrics and a checkpoint to Tune."""
+    """One trial: train one configuration and report each epoch's metrics."""
     X_train, y_train, X_val, y_val = (torch.tensor(a) for a in data["arrays"])
     torch.manual_seed(config["seed"])
     model = make_model(X_train.shape[1], config["width"], data["classes"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # no "Checkpoint created" per epoch
     start_epoch = 0
     if checkpoint := tune.get_checkpoint():  # [1] set when the trial is resumed (restore, or a retry after a crash)
         with checkpoint.as_directory() as folder:
@@ -87,70 +84,65 @@ def train_mlp(config: dict, data: dict) -> None:
     for epoch in range(start_epoch, config["epochs"]):
         train_loss = train_epoch(model, optimizer, X_train, y_train, config["batch_size"], config["seed"], epoch)
         val_loss, val_accuracy = evaluate(model, X_val, y_val)
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
         with tempfile.TemporaryDirectory() as folder:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1},
                        Path(folder) / "state.pt")
-            tune.report(  # [2] Tune records the metrics and copies the checkpoint; ASHA may stop the trial here
-                {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                 "val_accuracy": val_accuracy},
-                checkpoint=tune.Checkpoint.from_directory(folder),
-            )
-
-
-class SearchProgress(tune.Callback):  # [3] Tune calls these in the driver: a progress bar over finished trials
-    def __init__(self, num_samples: int):
-        self.num_samples, self.bar = num_samples, None
-
-    def on_trial_start(self, iteration, trials, trial, **info):  # the first one: below Tune's header
-        self.bar = self.bar or tqdm(total=self.num_samples, desc="trials finished", unit="trial")
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self.on_trial_start(iteration, trials, trial)
-        self.bar.update()
-
-    def on_experiment_end(self, trials, **info):
-        if self.bar:
-            self.bar.close()
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))  # [2] ASHA may stop it here
 
 
 def search_space(space: dict) -> dict:
-    """The search space as Tune's sampling functions; the searcher (Optuna) draws from these."""
-    # [4] Tune's sampling functions; randint's high is excluded, as in the baseline's suggest_int(high - 1)
-    samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint,
-                "lograndint": tune.lograndint}
+    """The search space as Tune's sampling functions (randint: high excluded); the searcher draws from these."""
+    samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform,  # [3] Tune's sampling functions
+                "randint": tune.randint, "lograndint": tune.lograndint, "choice": tune.choice}
     return {name: spec if not isinstance(spec, dict)  # a fixed value stays fixed
-            else tune.choice(spec["values"]) if spec["type"] == "choice"
+            else samplers["choice"](spec["values"]) if spec["type"] == "choice"
             else samplers[spec["type"]](spec["low"], spec["high"])
             for name, spec in space.items()}
 
 
-def run_search(space: dict, data: dict, args, experiment: Path) -> tune.ResultGrid:
-    """Tune: trials in parallel; ASHA stops the weak ones early, Optuna's TPE picks the next configurations."""
+class Progress(tune.Callback):  # [4] Tune calls it back in the driver, here as each trial finishes
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        print(f"Trial {trial.trial_id} finished", flush=True)
+
+
+def run_search(space: dict, data: dict, args) -> list[dict]:
+    """The search: TPE picks each next configuration, successive halving stops the weak trials early."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial: the table below says it all
-    trainable = tune.with_resources(  # [5] each trial holds 1 CPU: that many trials run at once
-        tune.with_parameters(train_mlp, data=data),  # [6] data to the object store once
-        {"cpu": 1},
-    )
+    experiment = args.output / "tune_mlp"  # where Tune keeps results and checkpoints (an absolute path)
+    trainable = tune.with_resources(tune.with_parameters(train_mlp, data=data),  # [5] data to the object store once
+                                    {"cpu": 1})  # [6] each trial holds 1 CPU: that many trials run at once
     if args.restore:
-        return tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True).fit()  # [7]
-    tuner = tune.Tuner(  # [8] what to search, how many trials, how many at once; a trial's process runs the next
-        trainable,
-        param_space={**search_space(space), "epochs": args.epochs, "seed": args.seed},
-        tune_config=tune.TuneConfig(
-            metric="val_accuracy", mode="max", num_samples=args.num_samples,
-            search_alg=OptunaSearch(seed=args.seed),  # [9] the baseline's TPE sampler, as Tune's searcher
-            scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [10] = the pruner
-            max_concurrent_trials=args.max_concurrent_trials,
-            reuse_actors=True,  # the process of a finished trial runs the next one: no process start per trial
-            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",  # short folder names
-        ),
-        run_config=tune.RunConfig(
-            name=experiment.name, storage_path=str(experiment.parent),  # [11] restore reads it back
-            failure_config=tune.FailureConfig(max_failures=2),  # [12] a crashed trial resumes from its checkpoint
-            callbacks=[SearchProgress(args.num_samples)], verbose=2 if args.verbose else 0,  # a progress bar, not Tune's tables
-        ),
-    )
-    return tuner.fit()
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)  # [7]
+    else:
+        shutil.rmtree(experiment, ignore_errors=True)  # a new search starts over instead of mixing with the old one
+        tuner = tune.Tuner(  # [8] what to search, how many trials, how many at once; a trial's process runs the next
+            trainable,
+            param_space={**search_space(space), "epochs": args.epochs, "seed": args.seed},
+            tune_config=tune.TuneConfig(
+                metric="val_accuracy", mode="max", num_samples=args.num_samples,
+                search_alg=OptunaSearch(seed=args.seed),  # [9] the baseline's TPE sampler, as Tune's searcher
+                scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [10] the pruner
+                max_concurrent_trials=args.max_concurrent_trials, reuse_actors=True,
+                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",  # short folder names
+            ),
+            run_config=tune.RunConfig(
+                name=experiment.name, storage_path=str(experiment.parent),  # [11] restore reads it back
+                failure_config=tune.FailureConfig(max_failures=2),  # [12] a crashed trial resumes from its checkpoint
+                callbacks=[Progress()], verbose=0,  # no status tables: one line per finished trial
+            ),
+        )
+    results = tuner.fit()
+    if results.errors:  # a trial that failed more than max_failures times
+        error = str(results.errors[0]).strip().splitlines()[-1]
+        cli.fail(f"{len(results.errors)} trial(s) failed; first error: {error}")
+    if results.num_terminated < args.num_samples:  # Ctrl-C: Tune stopped the search and saved it
+        print("Stopped early (Ctrl-C). Continue with the same command plus --restore; finished trials are not run "
+              "again.")
+    return [{"trial_id": r.metrics["trial_id"], "config": r.config,  # the baseline's records, from Tune's results
+             "history": r.metrics_dataframe[tuning.HISTORY].to_dict("records"),
+             "best_checkpoint": r.get_best_checkpoint("val_accuracy", "max").path}
+            for r in results if r.checkpoint]  # trials that reported an epoch (Ctrl-C may stop the rest sooner)
 
 
 def main() -> None:
@@ -164,9 +156,8 @@ def main() -> None:
     parser.add_argument("--max-concurrent-trials", type=cli.positive_int, default=None,
                         help="trials running at once (default: one per CPU of the cluster; smoke test: 2)")
     parser.add_argument("--restore", action="store_true",
-                        help="continue the experiment saved under --output instead of starting a new one")
+                        help="continue the search saved under --output instead of starting a new one")
     parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
-    parser.add_argument("--verbose", action="store_true", help="Tune's status tables on the console")
     args = parser.parse_args()
     if args.smoke_test:
         args.num_samples, args.epochs, args.train_rows, args.val_rows = 4, 4, 1_500, 500
@@ -179,42 +170,29 @@ def main() -> None:
             space = tuning.load_search_space(args.search_space)
         except ValueError as exc:
             parser.error(str(exc))
-    experiment = (args.output / "tune_mlp").resolve()  # [13] Tune wants an absolute storage path
-    if args.restore and not tune.Tuner.can_restore(experiment):
-        cli.fail(f"no Tune experiment to restore in {experiment}; run once without --restore first")
+    if args.restore and not tune.Tuner.can_restore(args.output / "tune_mlp"):  # [13] a saved search to continue?
+        cli.fail(f"no Tune experiment to restore in {args.output / 'tune_mlp'}; run once without --restore first")
     output = cli.prepare_output(args.output)
-    if not args.restore:
-        shutil.rmtree(experiment, ignore_errors=True)  # a new run starts over instead of mixing with the old one
-    logging.getLogger("ray.tune").setLevel(logging.INFO if args.verbose else logging.WARNING)  # "Wrote ... files"
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [14] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray.init(logging_config=ray.LoggingConfig(log_level="WARNING"))  # [14] start or join Ray; quiet Ray logs
     ray_connect.require_resources(1)
-    cpus = ray.cluster_resources().get("CPU", 0)  # [14] as many trials at once as the cluster has CPUs
 
     arrays = make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
     data = {"arrays": arrays, "classes": CLASSES}
     print(f"Data: {args.train_rows:,} training and {args.val_rows:,} validation rows, {FEATURES} features, "
-          f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs, "
-          f"Optuna + ASHA, {cpus:.0f} Ray CPUs")
+          f"{CLASSES} classes. Search: {args.num_samples} trials x {args.epochs} epochs")
 
     with cli.Timer() as timer:
-        results = run_search(space, data, args, experiment)
+        trials = run_search(space, data, args)
     if args.trace:  # [15] every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
-    if results.errors:  # a trial that failed more than max_failures times
-        cli.fail(f"{len(results.errors)} trial(s) failed; first error: {str(results.errors[0]).strip().splitlines()[-1]}")
-    trials = [{"trial_id": r.metrics["trial_id"], "config": r.config,  # the same records as the baseline's
-               "history": r.metrics_dataframe[HISTORY].to_dict("records"),
-               "best_checkpoint": r.get_best_checkpoint("val_accuracy", "max"),
-               "resumed": bool((r.metrics_dataframe["iterations_since_restore"] < r.metrics_dataframe["epoch"]).any())}
-              for r in results if r.checkpoint]  # trials that reported an epoch (Ctrl-C may stop the rest sooner)
     if not trials:
         cli.fail("stopped before any trial reported an epoch; run the same command again (add --restore to continue)")
 
     tuning.print_trials(trials)  # one line per trial: its configuration, epochs run, best validation accuracy
     best = max(trials, key=lambda t: max(h["val_accuracy"] for h in t["history"]))
     best_epoch = max(best["history"], key=lambda h: h["val_accuracy"])
-    best_checkpoint = best["best_checkpoint"].path
+    best_checkpoint = best["best_checkpoint"]
     config = {k: best["config"][k] for k in tuning.HYPERPARAMETERS}
     epochs_run = sum(t["history"][-1]["epoch"] for t in trials)  # the epoch each trial reached
     stopped_early = sum(t["history"][-1]["epoch"] < args.epochs for t in trials)
@@ -222,23 +200,15 @@ def main() -> None:
     print(f"Best checkpoint: {best_checkpoint}")
     print(f"Epochs run: {epochs_run} of {args.num_samples * args.epochs}; {stopped_early} trials stopped early")
     print(f"Work time: {timer.seconds:.2f} s")
-    resumed = sum(t["resumed"] for t in trials)
-    if resumed:
-        print(f"{resumed} trial(s) resumed from a checkpoint (after a restore, or after their process died).")
-    complete = results.num_terminated == args.num_samples
-    if not complete:
-        print(f"Stopped early (Ctrl-C) with {len(trials)} of {args.num_samples} trials started. "
-              f"Continue with the same command plus --restore; finished trials are not run again.")
     path = cli.write_result(
         args, seconds=timer.seconds,
         answer={"best_val_accuracy": best_epoch["val_accuracy"],  # and the sampler's seeded first draws, in order:
                 "first_configs": [{k: t["config"][k] for k in tuning.HYPERPARAMETERS} for t in trials[:10]]},
         best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=best_checkpoint,
         trials=[{k: t[k] for k in ("trial_id", "config", "history")} for t in trials],
-        trials_stopped_early=stopped_early, epochs_run=epochs_run,
-        epochs_budget=args.num_samples * args.epochs, complete=complete, restored=args.restore,
-        trials_resumed_from_checkpoint=resumed, experiment=str(experiment),
-        num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows, val_rows=args.val_rows,
+        trials_stopped_early=stopped_early, epochs_run=epochs_run, epochs_budget=args.num_samples * args.epochs,
+        num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows,
+        val_rows=args.val_rows,
     )
     print(f"Result: {path}")
 
