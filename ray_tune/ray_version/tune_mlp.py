@@ -4,7 +4,8 @@ Both sides run the same search: the same search space and number of trials, Optu
 configuration from the scores so far, and successive halving (ASHA's rule) stopping the trials that fall behind.
 The baseline runs one trial after another; `--search random` there trains every configuration to its last epoch,
 the row that shows how much of a gain is early stopping and the sampler rather than Ray. Ray Tune runs the trials
-in parallel, continues a stopped search with --restore, and a trial whose process dies from its last checkpoint.
+in parallel, continues a stopped search with --restore, and restarts a trial whose process died from its last
+checkpoint.
 
 Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_tune/README.md):
 
