@@ -62,7 +62,8 @@ def test_baseline_optuna_prunes_trials_that_fall_behind(baseline_smoke):
 @pytest.mark.ray_cluster
 def test_a_configuration_trains_the_same_on_both_sides(smoke_run):
     """Each trial's model and data order are seeded (the seed, then (seed, epoch)), so a configuration that both
-    searches try has the same per-epoch curve in a Tune trial as in an Optuna trial, for the epochs both ran."""
+    searches try has the same per-epoch curve in a Tune trial as in an Optuna trial, for the epochs both ran; and
+    the best trial comes from the same candidates."""
     [pair] = [p for p in tour.discover(["ray_tune"]) if p.name == "tune_mlp"]
     trials = {side: {json.dumps(t["config"], sort_keys=True): t["history"]
                      for t in smoke_run(pair, side).result["details"]["trials"]} for side in SIDES}
@@ -73,6 +74,17 @@ def test_a_configuration_trains_the_same_on_both_sides(smoke_run):
         assert pairs_ and all(a["epoch"] == b["epoch"] for a, b in pairs_)
         for key in ("train_loss", "val_loss", "val_accuracy"):
             assert all(math.isclose(a[key], b[key], rel_tol=1e-6) for a, b in pairs_), f"{config}: {key} differs"
+    # The same candidates: 4 trials are within Optuna's 10 seeded random draws, so both sides try the same
+    # configurations. Where each stops a trial differs by design (ASHA decides as results arrive, the pruner in
+    # trial order), so the best scores are compared only where they must agree: a side that ran the other's best
+    # configuration at least to its best epoch saw that score, so its own best is no lower.
+    assert trials["baseline"].keys() == trials["ray_version"].keys(), "the same candidate configurations"
+    for side, other in (SIDES, SIDES[::-1]):
+        result, other_best = smoke_run(pair, side).result, smoke_run(pair, other).result["answer"]["best_val_accuracy"]
+        best, epoch = result["details"]["best_config"], result["details"]["best_epoch"]
+        [config] = [c for c in trials[side] if {k: json.loads(c)[k] for k in best} == best]
+        if len(trials[other][config]) >= epoch:
+            assert other_best >= result["answer"]["best_val_accuracy"] - 1e-6, f"{other} missed {side}'s best"
 
 
 def test_baseline_random_search_runs_every_trial_to_the_end(tmp_path):
@@ -144,10 +156,9 @@ def test_stopped_experiment_restores_without_redoing_finished_trials(ray_cluster
 def test_killed_trial_resumes_from_its_checkpoint(tmp_path):
     """SIGKILL the process of the running trial once it has saved its second epoch: Tune starts it again from its
     checkpoint (not from epoch 1), and the search completes. One trial at a time, so the one killed is known.
-
-    On a cluster of its own: on the session's test cluster, late in a full `make test`, the kill tool found no
-    running trial in three runs out of three although the trial ran for 18 s (alone, it passes every time);
-    why is still open (issue 26)."""
+    On a cluster of its own. The trial actor's class name is `ImplicitFunc` or, in some runs (after the restore
+    test in the same session, every time), the qualified `wrap_function.<locals>.ImplicitFunc`: the kill tool
+    matches both."""
     experiment = tmp_path / "tune_mlp"
     cluster = start_own_cluster(head_cpus=2, worker_cpus=2)
     try:

@@ -349,11 +349,13 @@ def ray_serve_findings(python: str = "3.11") -> str:
 
 
 def ray_serve_ramp(python: str = "3.11") -> str:
-    """ray_serve/benchmarks/load_ramp.py's per-stage table (its per-second replica timeline left out)."""
+    """ray_serve/benchmarks/load_ramp.py's per-stage table. Left out: its per-second replica timeline, and its
+    Serve / baseline ratio at concurrency 32 (c32_servers.py measures that, with more requests per set-up)."""
     report = load(f"ray_serve_load_ramp-py{python}")
     lines = report["table"]
     end = next((i for i, line in enumerate(lines) if line.startswith("Replica timeline")), len(lines))
-    text = "\n".join(line for line in lines[:end] if not line.startswith("# ")).strip("\n")
+    text = "\n".join(line for line in lines[:end]
+                     if not line.startswith(("# ", "Ray Serve / baseline"))).strip("\n")
     at32 = [stage for stage in report["stages"] if stage["concurrency"] == 32]
     if len(at32) >= 2 and at32[-1]["replicas_min"] > at32[0]["replicas_max"]:
         text += (f"\n\nThe same concurrency 32 twice: {at32[0]['throughput_rps']:.1f} requests/s on the way up with "

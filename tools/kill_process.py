@@ -54,7 +54,9 @@ def candidates(kind: str, name: str | None, job_id: str | None = None) -> list[d
     match = {
         "actor": lambda a: a.class_name == name,
         "train-worker": lambda a: a.class_name == "RayTrainWorker",
-        "trial": lambda a: a.class_name.startswith(("ImplicitFunc", "_Inner")) or a.class_name.endswith("Trainable"),
+        # a function trainable's actor: "ImplicitFunc", or its qualified "wrap_function.<locals>.ImplicitFunc"
+        "trial": lambda a: a.class_name.rsplit(".", 1)[-1].startswith(("ImplicitFunc", "_Inner"))
+        or a.class_name.endswith("Trainable"),
         "replica": lambda a: a.class_name.startswith("ServeReplica:") and
         (name is None or a.class_name.split(":")[-1] == name),
     }[kind]
