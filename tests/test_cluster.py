@@ -167,7 +167,7 @@ def test_one_script_per_module_through_ray_jobs_uses_both_nodes(ray_cluster, tmp
     assert len(data_nodes) == 2, report["data"]
 
     tune = read_result(out["tune"])
-    assert len(tune["details"]["trials"]) == 5 and tune["details"]["complete"]
+    assert len(tune["details"]["trials"]) == 5 and "Stopped early" not in report["tune"]["logs"]
     assert 0.4 < tune["answer"]["best_val_accuracy"] <= 1.0  # well above chance (1 in 4): the models learn
     # Tune reserves a placement group per trial for up to 5 trials at once; under load the first trials may be
     # over before the later trial processes start, so count where the reservations were placed
