@@ -158,10 +158,11 @@ def _ray_start(args: list[str], env: dict[str, str], log: Path, timeout: float, 
     return proc.pid
 
 
-def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0, *,
+def start(head_cpus: int = 4, worker_cpus: int | None = 4, timeout: float = 120.0, *,
           gcs_port: int | None = None, dashboard_port: int | None = None, hosts=None,
           system_env: dict[str, str] | None = None) -> LocalCluster:
-    """Start a head node and one worker node on 127.0.0.1, wait until both are alive, return the cluster.
+    """Start a head node and one worker node on 127.0.0.1, wait until both are alive, return the cluster
+    (`worker_cpus=None`: the head node alone).
     With `hosts` (tools.netns.Hosts, created), the head runs on the first host and the worker on the second,
     each at its own IP address: two machines as far as Ray can tell. `system_env`: Ray settings (RAY_...) for
     the nodes' processes, e.g. how often the GCS checks that a node is alive.
@@ -202,11 +203,13 @@ def start(head_cpus: int = 4, worker_cpus: int = 4, timeout: float = 120.0, *,
         ], env, log, timeout, cluster.prefix(0)))
         # Its own temp dir, as on a second machine: with a shared one, both nodes unpack a job's working_dir
         # into the same folder, and the second unpack deletes the files under the feet of a running job.
-        cluster.process_groups.append(_ray_start([
-            f"--address={cluster.address}", f"--num-cpus={worker_cpus}", f"--temp-dir={temp_dir / 'w'}",
-            f"--dashboard-agent-listen-port={free_port()}", f"--node-ip-address={ips[1]}", "--disable-usage-stats",
-        ], env, log, timeout, cluster.prefix(1)))
-        _wait_for_nodes(cluster, 2, timeout)
+        if worker_cpus is not None:
+            cluster.process_groups.append(_ray_start([
+                f"--address={cluster.address}", f"--num-cpus={worker_cpus}", f"--temp-dir={temp_dir / 'w'}",
+                f"--dashboard-agent-listen-port={free_port()}", f"--node-ip-address={ips[1]}",
+                "--disable-usage-stats",
+            ], env, log, timeout, cluster.prefix(1)))
+        _wait_for_nodes(cluster, 1 if worker_cpus is None else 2, timeout)
     except BaseException:
         cluster.stop()
         raise

@@ -30,10 +30,10 @@ app.add_middleware(text_model.BodySizeLimit)  # 413 for a body over the limit, b
 
 
 @serve.deployment(  # [1] a deployment: a class that Serve runs as one or more replica actors
-    ray_actor_options={"num_cpus": 0.5},  # [2] half a CPU: two replicas fit in one, each with one torch thread
+    ray_actor_options={"num_cpus": 0.5},  # [2] half a CPU each: two replicas share one, each with one torch thread
     max_ongoing_requests=64,  # [3] must exceed max_batch_size, or a replica never sees a full batch
-    autoscaling_config={"min_replicas": 1, "max_replicas": 2,  # [4] one more replica when each has more than
-                        "target_ongoing_requests": 16, "upscale_delay_s": 3, "downscale_delay_s": 30},  # 16 waiting
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2,  # [4] 1 to 2 replicas, following the load: one
+                        "target_ongoing_requests": 16, "upscale_delay_s": 3, "downscale_delay_s": 30},  # more at 16
 )
 class Classifier:
     """One model version."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -26,15 +27,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from tools import tour  # noqa: E402
+from tools import cluster as local_cluster, tour  # noqa: E402
 SCRIPT = "ray_train/ray_version/train_classifier.py"
 BENCH_ARGS = ["--rows", "200000", "--epochs", "4", "--hidden", "256"]
 SMOKE_ARGS = ["--rows", "16000", "--hidden", "64", "--epochs", "16"]  # long enough for the kill to land mid-run
 
 
-def run_training(args: list[str], output: Path, kill: bool) -> tuple[dict, dict]:
+def run_training(args: list[str], output: Path, kill: bool, env: dict[str, str]) -> tuple[dict, dict]:
     """One run; with kill, SIGKILL a training worker once a checkpoint exists. Returns (result, timings)."""
-    proc = subprocess.Popen([sys.executable, SCRIPT, *args, "--output", str(output)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, SCRIPT, *args, "--output", str(output)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # workers log to stderr
     lines: list[tuple[float, str]] = []
     reader = threading.Thread(target=lambda: lines.extend((time.time(), line) for line in proc.stdout))
@@ -43,8 +44,9 @@ def run_training(args: list[str], output: Path, kill: bool) -> tuple[dict, dict]
     if kill:  # after epoch 2's line: its checkpoint is reported, and epoch 1's surely taken in by the controller
         while not any(" epoch 2/" in line for _, line in lines) and proc.poll() is None:
             time.sleep(0.1)
-        killer = subprocess.run([sys.executable, "-m", "tools.kill_process", "train-worker", "--wait", "60"],
-                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        killer = subprocess.run([sys.executable, "-m", "tools.kill_process", "train-worker", "--wait", "60",
+                                 "--job-id", "newest"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=120)
         if killer.returncode != 0:
             proc.kill()
             sys.exit(f"error: could not kill a training worker: {killer.stderr.strip()[-500:]}")
@@ -75,8 +77,15 @@ def main() -> None:
     size = SMOKE_ARGS if args.smoke_test else BENCH_ARGS
     # --smoke-test checks that the measurement works: the killed run only (the uninterrupted one is the same run
     # without the kill)
-    clean = None if args.smoke_test else run_training(size, args.output / "uninterrupted", kill=False)[0]
-    failed, timings = run_training(size, args.output / "killed_worker", kill=True)
+    # A Ray of its own, one node with this machine's CPUs (what the script's own ray.init() would start), at an
+    # address the kill tool is given: another Ray on this machine (a test cluster, make cluster-up) stays apart
+    cluster = local_cluster.start(head_cpus=os.cpu_count() or 2, worker_cpus=None)
+    try:
+        env = cluster.env()
+        clean = None if args.smoke_test else run_training(size, args.output / "uninterrupted", False, env)[0]
+        failed, timings = run_training(size, args.output / "killed_worker", True, env)
+    finally:
+        cluster.stop()
     if "resumed_at" not in timings:
         sys.exit("error: the run never resumed from a checkpoint (did it end before the kill?); nothing to report")
     d_failed = failed["details"]
