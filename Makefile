@@ -28,10 +28,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" --durations=15
 
-# The slow tests in file order: in a random order they took about 90 s longer (1035 s against 945 s on 2 cores),
-# and .ci/run has 30 minutes in all; make test takes its tests in a random order.
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow -p no:randomly --durations=15
+	$(PY) -m pytest -m slow --durations=15
 
 bench: $(STAMP)
 	$(PY) -m tools.tour --bench
