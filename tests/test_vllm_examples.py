@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from transformers import GenerationConfig
 from conftest import ROOT, base_env, last_line, load_script, run, spawn
 from tools import tour
 
@@ -81,12 +82,18 @@ def prompt_file(folder: Path, texts: list[str]) -> Path:
 @pytest.mark.timeout(900)
 @pytest.mark.slow
 def test_ray_batch_job_answers_with_the_packaged_model(smoke_run):
-    """The Ray batch job's smoke run (shared with the pair test): real answers, every one at the forced length."""
+    """The Ray batch job's smoke run (shared with the pair test, --stop-at-eos): real answers, the short ones
+    ending with the model's end-of-sequence token, none longer than --max-tokens."""
     [pair] = [p for p in tour.discover(["vllm_examples"]) if p.name == "batch_generate"]
     run_ = smoke_run(pair, "ray_version")
     result = run_.result
     rows = pd.read_parquet(run_.output / "completions").sort_values("id")  # the folder of Parquet files Ray Data wrote
-    assert list(rows["id"]) == list(range(16)) and (rows["num_tokens"] == result["answer"]["max_tokens"]).all()
+    max_tokens = result["answer"]["max_tokens"]
+    assert list(rows["id"]) == list(range(16)) and (rows["num_tokens"] <= max_tokens).all()
+    eos = GenerationConfig.from_pretrained(models.resolve_llm(None)).eos_token_id
+    ended = [list(ids) for ids in rows["token_ids"] if len(ids) < max_tokens]
+    assert ended and all(ids[-1] == eos for ids in ended), ended  # answered in a few words, then ended
+    assert result["answer"]["with_requested_length"] == len(rows) - len(ended)
     ireland = rows[rows["prompt"].str.contains("capital of Ireland")]["completion"].item()
     assert "Dublin" in ireland, ireland  # a real model: a real answer
 
@@ -369,6 +376,7 @@ def test_client_chat_and_load_modes(baseline_server, tmp_path):
     assert "time to first token p50 / p99" in proc.stdout and "output tokens/s" in proc.stdout
     load = json.loads(report_path.read_text())["load"]
     assert load["ok"] == 6 and load["failed"] == 0 and load["output_tokens"] == 30
+    assert len(load["answers"]) == 6 and all(isinstance(text, str) and text for text in load["answers"])
     assert 0 < load["ttft_p50_ms"] <= load["latency_p50_ms"] <= load["latency_p99_ms"]
     assert load["output_tokens_per_s"] > 0
 

@@ -9,10 +9,11 @@ It finds the model through GET /v1/models, so the same command works against bot
 --check sends good and bad requests (unknown model, max_tokens above the context, malformed messages,
 sampling values out of range, a body over a megabyte, a role of the caller's own) and exits 1 unless every
 answer has the expected status and the server still answers afterwards; it reports the statuses and the
-greedy texts of its exact-length requests, so that two servers with one model can be compared.
+greedy texts of its exact-length requests and of a few answers that end where the model ends them, so that two
+servers with one model can be compared.
 --load sends --requests streaming chat requests, --concurrency at a time, each asking for exactly --max-tokens
 tokens (min_tokens, a vLLM extension both servers accept), and reports output tokens/s, time to first token
-and latency percentiles as a table and (with --json) as JSON.
+and latency percentiles as a table, and (with --json) these and every answer's text as JSON.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from workshop.serve_client import percentile
 TIMEOUT_S = 600.0  # a load test measures a slow server; it does not give up on it (a one-at-a-time server
 # at concurrency 16 makes its last request wait for 15 others)
 CHECK_PROMPT = "What is the capital of France? Answer in one word."
+NATURAL_PROMPTS = [  # --check: greedy answers at their natural length (up to NATURAL_MAX_TOKENS)
+    "What is the capital of Japan? Answer in one word.", "What is 7 + 5? Answer with a number only.",
+    "Is the Sun a star? Answer yes or no.", "List three fruits, one per line.",
+]
+NATURAL_MAX_TOKENS = 32
 
 
 def make_client(base_url: str) -> openai.OpenAI:
@@ -120,18 +126,27 @@ def check_server(client: openai.OpenAI, max_tokens: int = 8) -> dict:
         model=model, messages=[{"role": "robot", "content": "Beep?"}, *messages], max_tokens=2))
     expect("after_errors", {200}, lambda: client.chat.completions.create(
         model=model, messages=messages, **exact))
+    natural = []
+    for n, prompt in enumerate(NATURAL_PROMPTS):  # the model ends each answer: no min_tokens
+        answer = expect(f"natural_{n}", {200}, lambda: client.chat.completions.create(
+            model=model, messages=llm_workload.chat_messages(prompt), temperature=0.0,
+            max_tokens=NATURAL_MAX_TOKENS))
+        if statuses[f"natural_{n}"] == 200:
+            choice = answer.choices[0]
+            natural.append({"text": choice.message.content, "finish_reason": choice.finish_reason,
+                            "completion_tokens": answer.usage.completion_tokens})
     if any(t != max_tokens for t in tokens):
         problems.append(f"completion_tokens {tokens}, expected {max_tokens} each")
     if problems:
         raise AssertionError("; ".join(problems))
     return {"model": model, "prompt": CHECK_PROMPT, "statuses": statuses, "completion_tokens": tokens,
-            "texts": texts}
+            "texts": texts, "natural": natural}
 
 
 async def _one_request(client: openai.AsyncOpenAI, model: str, prompt: str, max_tokens: int) -> dict:
     started = time.perf_counter()
     first = None
-    tokens = 0
+    tokens, text = 0, ""
     stream = await client.chat.completions.create(
         model=model, messages=llm_workload.chat_messages(prompt), stream=True,
         stream_options={"include_usage": True}, temperature=0.0, max_tokens=max_tokens,
@@ -142,10 +157,12 @@ async def _one_request(client: openai.AsyncOpenAI, model: str, prompt: str, max_
         # of a multi-byte character, so this does not wait for text)
         if first is None and chunk.choices:
             first = time.perf_counter() - started
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
         if chunk.usage:
             tokens = chunk.usage.completion_tokens
     return {"ttft": first if first is not None else time.perf_counter() - started,
-            "latency": time.perf_counter() - started, "tokens": tokens}
+            "latency": time.perf_counter() - started, "tokens": tokens, "text": text}
 
 
 async def _load(base_url: str, model: str, prompts: list[str], concurrency: int, max_tokens: int):
@@ -156,7 +173,7 @@ async def _load(base_url: str, model: str, prompts: list[str], concurrency: int,
     async def worker():
         for i in queue:
             try:
-                records.append(await _one_request(client, model, prompts[i], max_tokens))
+                records.append({"prompt": i, **await _one_request(client, model, prompts[i], max_tokens)})
             except openai.APIStatusError as err:
                 errors[str(err.status_code)] = errors.get(str(err.status_code), 0) + 1
             except openai.APIError as err:  # connection errors, timeouts
@@ -177,6 +194,7 @@ def run_load(base_url: str, requests: int, concurrency: int, max_tokens: int, se
     tokens = sum(r["tokens"] for r in records)
     ttft = [r["ttft"] for r in records]
     latency = [r["latency"] for r in records]
+    answers = {r["prompt"]: r["text"] for r in records}
     return {
         "model": model, "concurrency": concurrency, "requests": requests, "ok": len(records),
         "failed": requests - len(records), "errors_by_status": errors, "max_tokens": max_tokens,
@@ -187,6 +205,7 @@ def run_load(base_url: str, requests: int, concurrency: int, max_tokens: int, se
         "ttft_p99_ms": round(percentile(ttft, 99) * 1000, 1),
         "latency_p50_ms": round(percentile(latency, 50) * 1000, 1),
         "latency_p99_ms": round(percentile(latency, 99) * 1000, 1),
+        "answers": [answers.get(i) for i in range(requests)],  # each prompt's text, None where it failed
     }
 
 

@@ -146,8 +146,8 @@ def client_command(base_url: str, args) -> list[str]:
 
 
 def write_self_test_result(args, report: dict, model_name: str) -> None:
-    """result.json of a server's self-test: the API check's statuses and texts are the answer both servers must
-    agree on; the load figures are details."""
+    """result.json of a server's self-test: the API check's statuses and texts and the load test's answers are
+    what both servers must agree on; the load figures are details."""
     check, load = report["check"], report["load"]
     print(f"Self-test passed: {load['ok']} streaming requests in {load['seconds']:.2f} s, "
           f"{load['output_tokens_per_s']:.1f} output tokens/s, TTFT p50 {load['ttft_p50_ms']:.0f} ms, "
@@ -155,9 +155,11 @@ def write_self_test_result(args, report: dict, model_name: str) -> None:
     path = cli.write_result(
         args, seconds=load["seconds"],
         answer={"statuses": check["statuses"], "completion_tokens": check["completion_tokens"],
-                "texts": check["texts"], "load_ok": load["ok"], "load_output_tokens": load["output_tokens"]},
+                "texts": check["texts"], "natural": check["natural"], "load_ok": load["ok"],
+                "load_output_tokens": load["output_tokens"], "load_answers": load["answers"]},
         startup_seconds=report["startup_seconds"], self_test_seconds=report["self_test_seconds"],
-        model=model_name, load=load, example={"input": check["prompt"], "output": check["texts"]["chat"]},
+        model=model_name, load={k: v for k, v in load.items() if k != "answers"},
+        example={"input": check["prompt"], "output": check["texts"]["chat"]},
     )
     print(f"Result: {path}")
 
