@@ -1,5 +1,6 @@
 """Beyond one machine: make cluster-up/down, one script per module through Ray Jobs with its work on both nodes,
-a worker node that dies mid-run, bad cluster settings as one clear line, and the KubeRay manifests.
+a worker node that dies mid-run, a silent node across network hosts, a head node that survives (GCS fault
+tolerance with Redis), bad cluster settings as one clear line, and the KubeRay manifests.
 
 Everything that talks to a cluster runs in a subprocess with that cluster's environment: Ray reads
 RAY_AUTH_MODE and the token once per process, and the tests use more than one cluster.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +22,8 @@ import yaml
 
 from conftest import ROOT, base_env, last_line, record_group, run, spawn, start_own_cluster
 from tools import cluster as local_cluster
-from tools import netns, tour
+from tools import netns, redis_store, tour
+from workshop import serve_client
 
 KUBERAY = ROOT / "ray_core" / "cluster" / "kuberay"
 BOOTSTRAP = "ray_core/{side}/bootstrap_auc.py"
@@ -406,6 +409,127 @@ def test_across_network_hosts_a_silent_worker_node_is_declared_dead_and_the_work
             cluster.stop()
         down = netns_cli("down")
     assert down.startswith("Removed rwn0, rwn1, rwbr0") and not netns.existing(net), down
+
+
+def test_a_redis_that_is_missing_silent_or_refuses_the_password_is_one_clear_line(tmp_path, monkeypatch):
+    """tools/redis_store.py, before any Ray node is started with it."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server on it
+    with pytest.raises(redis_store.RedisError, match=r"^redis-server is not installed; install it: apt-get"):
+        redis_store.start()
+    monkeypatch.undo()
+    with pytest.raises(redis_store.RedisError, match=r"^no Redis answers at 127\.0\.0\.1:\d+ .*; start it first"):
+        redis_store.check(f"127.0.0.1:{serve_client.free_port()}", "x")
+    if shutil.which("redis-server") is None:
+        pytest.skip(f"redis-server is not installed ({redis_store.INSTALL}): its password check not run")
+    redis = redis_store.start()  # on 127.0.0.1, a free port, a fresh password
+    try:
+        redis_store.check(redis.address, redis.password)
+        with pytest.raises(redis_store.RedisError, match=r"refuses the password \(WRONGPASS"):
+            redis_store.check(redis.address, "not-the-password")
+        assert (redis.folder / "redis.conf").stat().st_mode & 0o077 == 0  # the password: for this user only
+    finally:
+        redis.stop()
+    assert not redis.folder.exists()
+
+
+SERVE_CONFIG = ROOT / "ray_serve" / "serve_config.yaml"
+
+
+def serve_app_status(cluster: local_cluster.LocalCluster, env: dict[str, str]) -> str:
+    """The status of the app of ray_serve/serve_config.yaml, as `serve status` prints it ('' if none)."""
+    proc = subprocess.run([str(Path(sys.executable).with_name("serve")), "status", "-a", cluster.dashboard_url],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        return ""
+    apps = (yaml.safe_load(proc.stdout) or {}).get("applications") or {}
+    return (apps.get("text_classifier") or {}).get("status", "")
+
+
+@pytest.mark.timeout(480)
+@pytest.mark.slow
+def test_with_gcs_fault_tolerance_the_serve_app_answers_while_the_head_node_restarts(tmp_path):
+    """GCS fault tolerance (head_node_ft.md): Redis on the test network with a password (tools/redis_store.py),
+    the head node on one host keeping the cluster's state there, the worker on the other running the text
+    classifier app of ray_serve/serve_config.yaml (its replicas and an HTTP proxy: the head has no CPUs for
+    replicas). A load test runs against the worker's proxy while the head node is killed (SIGKILL: the GCS, its
+    raylet, the dashboard, Serve's controller) and started again with the same command. Checked: no request
+    fails, the new GCS knows the old nodes, and the app is RUNNING again with the same replica processes (not
+    deployed again). Reports the time from the kill to the head answering again and to the app RUNNING."""
+    reason = netns.available() or (None if shutil.which("redis-server") else
+                                   f"redis-server is not installed ({redis_store.INSTALL})")
+    if reason:
+        pytest.skip(f"no GCS fault tolerance test on this machine ({reason})")
+    net = netns.hosts(2)
+    netns.remove(net)  # the project's own test hosts, left by a test session that was killed
+    netns.create(net)
+    redis = cluster = load = None
+    try:
+        redis = redis_store.start(net.bridge_ip)  # on the bridge: reachable from the hosts, nowhere else
+        record_group(redis.pid)
+        cluster = start_own_cluster(head_cpus=0, worker_cpus=4, hosts=net, redis=redis)
+        env = cluster.env(base_env())
+        config = tmp_path / "serve_config.yaml"  # a proxy on every node, listening on the node's own address
+        config.write_text(SERVE_CONFIG.read_text().replace("proxy_location: HeadOnly", "proxy_location: EveryNode")
+                          .replace("host: 127.0.0.1", "host: 0.0.0.0"))
+        deploy = subprocess.run([str(Path(sys.executable).with_name("serve")), "deploy", str(config), "-a",
+                                 cluster.dashboard_url], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert deploy.returncode == 0, deploy.stderr[-2000:]
+        url = f"http://{net.ips[1]}:8000"  # the worker host's proxy, as a load balancer would reach it
+        deadline = time.monotonic() + 180
+        while serve_app_status(cluster, env) != "RUNNING":
+            assert time.monotonic() < deadline, "the app did not come up"
+            time.sleep(1)
+        before = serve_client.request(f"{url}/info")[1]
+
+        load = subprocess.Popen(
+            [sys.executable, "ray_serve/load_test.py", "--url", url, "--duration", "25", "--concurrency", "8",
+             "--check-texts", "0", "--json", str(tmp_path / "load.json")],
+            cwd=ROOT, env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        lines = []  # kill the head once requests are verifiably in flight
+        for line in load.stdout:
+            lines.append(line)
+            if line.startswith("Load under way:"):
+                break
+        assert int(lines[-1].split(", ")[1].split()[0]) > 0, "".join(lines)
+        killed_at = time.time()
+        cluster.stop_node(0)  # the head node dies: GCS, raylet, dashboard, Serve's controller and head proxy
+        cluster.restart_head()  # the same `ray start --head` command: the GCS reads its state back from Redis
+        head_back_at = time.time()
+        record_group(cluster.process_groups[0])
+        while serve_app_status(cluster, env) != "RUNNING":
+            assert time.time() - killed_at < 180, "the app did not come back after the head node restarted"
+            time.sleep(0.5)
+        running_at = time.time()
+        out = "".join(lines) + load.communicate(timeout=120)[0]
+        assert load.returncode == 0, out[-3000:]
+        report = json.loads((tmp_path / "load.json").read_text())
+        nodes = json.loads(subprocess.run(
+            [str(Path(sys.executable).with_name("ray")), "list", "nodes", "--address", cluster.dashboard_url,
+             "--format", "json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True).stdout)
+        after = serve_client.request(f"{url}/info")[1]
+        print(out, nodes)
+        assert report["failed"] == 0 and report["ok"] > 0, out[-3000:]
+        states = sorted((n["node_ip"], n["state"]) for n in nodes)  # the killed head, its successor, the worker
+        assert states == [(net.ips[0], "ALIVE"), (net.ips[0], "DEAD"), (net.ips[1], "ALIVE")], states
+        assert (after["pid"], after["api_pid"]) == (before["pid"], before["api_pid"])  # the same replicas
+        result = {**tour.stamp(), "hosts": net.ips, "load": {"seconds": 25, "concurrency": 8},
+                  "requests_ok": report["ok"], "requests_failed": report["failed"],
+                  "latency_p99_ms": report["p99_ms"],
+                  "kill_to_head_up_seconds": round(head_back_at - killed_at, 1),
+                  "kill_to_app_running_seconds": round(running_at - killed_at, 1)}
+        (ROOT / "reports").mkdir(exist_ok=True)
+        (ROOT / "reports" / "cluster_head_restart.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(result)
+    finally:
+        if load is not None and load.poll() is None:
+            load.kill()
+        if cluster is not None:
+            cluster.stop()
+        if redis is not None:
+            redis.stop()
+        netns.remove(net)
+    assert not netns.existing(net)
 
 
 def test_makefile_targets_call_the_cluster_module():

@@ -56,6 +56,9 @@ class LocalCluster:
     token_path: Path
     process_groups: list[int] = field(default_factory=list)  # [head, worker]: one group per node
     netns: list[str] = field(default_factory=list)  # the nodes' network namespaces (tools/netns.py); [] on 127.0.0.1
+    # how the head node was started (its `ray start` arguments and environment), for restart_head(); not saved:
+    # with GCS fault tolerance it holds the Redis password
+    head_start: tuple[list[str], dict[str, str]] | None = field(default=None, repr=False)
 
     def prefix(self, index: int = 0) -> list[str]:
         """The command prefix that runs a command on node `index`'s host (a driver: on the head's, 0)."""
@@ -81,6 +84,16 @@ class LocalCluster:
         and every worker process on it die together."""
         _kill_group(self.process_groups[index], sig)
 
+    def restart_head(self, timeout: float = 120.0) -> None:
+        """Start the head node again, as it was started, after stop_node(0): with GCS fault tolerance (a
+        cluster started with `redis`) the new GCS reads the cluster's state back from Redis, and the worker
+        node, which waits for a lost GCS (60 s by default), joins it again. The new head gets a temp dir of its
+        own, as a head pod restarted by Kubernetes gets a fresh disk."""
+        args, env = self.head_start
+        fresh = self.temp_dir / f"h{len(list(self.temp_dir.glob('h[0-9]*')))}"
+        args = [f"--temp-dir={fresh}" if a.startswith("--temp-dir=") else a for a in args]
+        self.process_groups[0] = _ray_start(args, env, self.temp_dir / "ray-start.log", timeout, self.prefix(0))
+
     def alive(self) -> bool:
         """Whether the head node's processes are still running (and are still this cluster's)."""
         return bool(self.process_groups) and _is_our_group(self.process_groups[0], self.temp_dir)
@@ -97,6 +110,7 @@ class LocalCluster:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {**asdict(self), "temp_dir": str(self.temp_dir), "token_path": str(self.token_path)}
+        state.pop("head_start")
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         os.replace(tmp, path)
@@ -153,19 +167,20 @@ def _ray_start(args: list[str], env: dict[str, str], log: Path, timeout: float, 
             raise RuntimeError(f"`ray start {' '.join(args[:2])}` took over {timeout:.0f} s; see {log}") from None
     if code != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc.pid, signal.SIGKILL)
         raise RuntimeError(f"`ray start` failed (exit {code}): {' | '.join(tail)}")
     return proc.pid
 
 
 def start(head_cpus: int = 4, worker_cpus: int | None = 4, timeout: float = 120.0, *,
           gcs_port: int | None = None, dashboard_port: int | None = None, hosts=None,
-          system_env: dict[str, str] | None = None) -> LocalCluster:
+          system_env: dict[str, str] | None = None, redis=None) -> LocalCluster:
     """Start a head node and one worker node on 127.0.0.1, wait until both are alive, return the cluster
     (`worker_cpus=None`: the head node alone).
     With `hosts` (tools.netns.Hosts, created), the head runs on the first host and the worker on the second,
     each at its own IP address: two machines as far as Ray can tell. `system_env`: Ray settings (RAY_...) for
-    the nodes' processes, e.g. how often the GCS checks that a node is alive.
+    the nodes' processes, e.g. how often the GCS checks that a node is alive. With `redis`
+    (tools.redis_store.Redis) the head's GCS keeps the cluster's state there: GCS fault tolerance.
 
     The logical CPU counts are deliberately above the physical cores: Train workers, Data actor pools
     and Serve replicas each hold 1 logical CPU, and on a 2-core machine they would otherwise starve
@@ -194,13 +209,19 @@ def start(head_cpus: int = 4, worker_cpus: int | None = 4, timeout: float = 120.
     env.setdefault("RAY_SERVE_ENABLE_TASK_EVENTS", "1")
     env.update(system_env or {})
     log = temp_dir / "ray-start.log"
+    head_args = [
+        "--head", f"--port={gcs_port}", f"--num-cpus={head_cpus}", f"--temp-dir={temp_dir}",
+        f"--dashboard-host={ips[0]}", f"--dashboard-port={dashboard_port}",
+        f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+        f"--node-ip-address={ips[0]}", "--disable-usage-stats",
+    ]
+    head_env = dict(env)
+    if redis is not None:  # GCS fault tolerance: Ray's documented `ray start` settings
+        head_env["RAY_REDIS_ADDRESS"] = redis.address
+        head_args.append(f"--redis-password={redis.password}")
+    cluster.head_start = (head_args, head_env)
     try:
-        cluster.process_groups.append(_ray_start([
-            "--head", f"--port={gcs_port}", f"--num-cpus={head_cpus}", f"--temp-dir={temp_dir}",
-            f"--dashboard-host={ips[0]}", f"--dashboard-port={dashboard_port}",
-            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-            f"--node-ip-address={ips[0]}", "--disable-usage-stats",
-        ], env, log, timeout, cluster.prefix(0)))
+        cluster.process_groups.append(_ray_start(head_args, head_env, log, timeout, cluster.prefix(0)))
         # Its own temp dir, as on a second machine: with a shared one, both nodes unpack a job's working_dir
         # into the same folder, and the second unpack deletes the files under the feet of a running job.
         if worker_cpus is not None:

@@ -20,7 +20,8 @@ REPORTS = ROOT / "docs" / "reports"
 # What set-up and the test runs write into reports/ (git-ignored), and what `record` keeps of them.
 RECORDED = ("install", "test", "test-slow", "demo", "bench", "workshop_times", "crossover",
             "ray_tune_metric_vs_time", "ray_data_memory_curve", "ray_train_fit_overhead", "ray_train_recovery_time",
-            "ray_serve_c32", "ray_serve_load_ramp", "vllm_examples_llm_throughput", "cluster_link_cut")
+            "ray_serve_c32", "ray_serve_load_ramp", "vllm_examples_llm_throughput", "cluster_link_cut",
+            "cluster_head_restart", "ray_core_slow_link")
 
 
 def load(name: str) -> dict:
@@ -470,3 +471,21 @@ def link_cut(python: str = "3.11") -> str:
             f"{report['cut_to_node_dead_seconds']:.1f} s "
             f"after its link went down, and the answer, identical to the baseline's, came "
             f"{report['cut_to_answer_seconds']:.1f} s after it.")
+
+
+def head_restart(python: str = "3.11") -> str:
+    """ray_core/cluster/head_node_ft.md: what the GCS fault tolerance test measured (tests/test_cluster.py)."""
+    report = load(f"cluster_head_restart-py{python}")
+    return (f"Measured by that test ({stamp(report)}; hosts {' and '.join(report['hosts'])}, a load of "
+            f"{report['load']['seconds']} s at concurrency {report['load']['concurrency']}): "
+            f"{report['requests_ok']:,} requests answered and {report['requests_failed']} failed; the head node "
+            f"answered again {report['kill_to_head_up_seconds']:.1f} s after the kill (its `ray start`), and the "
+            f"app was `RUNNING` again {report['kill_to_app_running_seconds']:.1f} s after it (latency p99 over "
+            f"the whole load {report['latency_p99_ms']:.0f} ms).")
+
+
+def slow_link(python: str = "3.11") -> str:
+    """ray_core/cluster/network_faults.md: ray_core/benchmarks/slow_link.py's table."""
+    report = load(f"ray_core_slow_link-py{python}")
+    return "\n".join([f"Measured ({stamp(report)}; hosts {' and '.join(report['hosts'])}, "
+                       f"{report['repeats']} transfers each, one after another):", "", *report["table"]])

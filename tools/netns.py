@@ -8,10 +8,12 @@ a private test range (10.77.0.0/24 by default): the bridge is .1, host i is .(10
     .venv/bin/python -m tools.netns cut 1       # host 1's link goes down: it goes silent (nothing is killed)
     .venv/bin/python -m tools.netns mend 1      # and up again
     .venv/bin/python -m tools.netns delay 1 50  # 50 ms each way on host 1's link; 0 removes it
+    .venv/bin/python -m tools.netns rate 1 100  # host 1's link limited to 100 Mbit/s each way; 0 removes it
     .venv/bin/python -m tools.netns down        # remove the hosts and the bridge (as root, all of them)
 
 A command runs on a host with `ip netns exec rwn0 COMMAND` (tools/cluster.py starts one Ray node on each).
-`delay` uses tc's netem, which needs the kernel's sch_netem module (not every kernel has it).
+`delay` uses tc's netem, which needs the kernel's sch_netem module (not every kernel has it); `rate` uses tc's
+token bucket filter (tbf), which the kernels we tried have.
 Needs Linux, root (or CAP_NET_ADMIN) and iproute2's `ip` and `tc`; `available()` says why not, where not.
 """
 
@@ -160,18 +162,32 @@ def delay(net: Hosts, index: int, ms: float) -> None:
                                                                                 "root"], capture_output=True)
 
 
+def rate(net: Hosts, index: int, mbit: float) -> None:
+    """Limit host `index`'s link to `mbit` Mbit/s each way (tc tbf on both ends); 0 removes the limit."""
+    _require_up(net, index)
+    for device, netns in ((f"{net.names[index]}-br", None), ("eth0", net.names[index])):
+        if mbit > 0:  # a bucket of 1/50 s of traffic (at least 64 kB) lets the rate hold without stalling TCP
+            burst = max(64_000, int(mbit * 1e6 / 8 / 50))
+            _ip("tc", "qdisc", "replace", "dev", device, "root", "tbf", "rate", f"{mbit}mbit", "burst", str(burst),
+                "latency", "100ms", netns=netns)
+        else:
+            subprocess.run((["ip", "netns", "exec", netns] if netns else []) + ["tc", "qdisc", "del", "dev", device,
+                                                                                "root"], capture_output=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.netns", description=__doc__.strip().splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "cut", "mend", "delay"])
-    parser.add_argument("host", nargs="?", type=int, help="host index (cut, mend, delay)")
-    parser.add_argument("ms", nargs="?", type=float, help="delay in milliseconds (delay)")
+    parser.add_argument("command", choices=["up", "down", "cut", "mend", "delay", "rate"])
+    parser.add_argument("host", nargs="?", type=int, help="host index (cut, mend, delay, rate)")
+    parser.add_argument("value", nargs="?", type=float, help="delay: milliseconds; rate: Mbit/s (0 removes it)")
     parser.add_argument("--hosts", type=int, default=2, help="how many hosts (up)")
     args = parser.parse_args()
     net = hosts(args.hosts)
-    if args.command in ("cut", "mend", "delay") and args.host is None:
+    if args.command in ("cut", "mend", "delay", "rate") and args.host is None:
         parser.error(f"{args.command} needs a host index, e.g. `{args.command} 1`")
-    if args.command == "delay" and args.ms is None:
-        parser.error("delay needs milliseconds, e.g. `delay 1 50`")
+    if args.command in ("delay", "rate") and (args.value is None or args.value < 0):
+        example = 50 if args.command == "delay" else 100
+        parser.error(f"{args.command} needs a number >= 0, e.g. `{args.command} 1 {example}`")
     try:
         if args.command == "up":
             create(net)
@@ -183,8 +199,10 @@ def main() -> None:
             print(f"Removed {', '.join(removed)}." if removed else "Nothing to remove.")
         elif args.command in ("cut", "mend"):
             cut(net, args.host, down=args.command == "cut")
+        elif args.command == "delay":
+            delay(net, args.host, args.value)
         else:
-            delay(net, args.host, args.ms)
+            rate(net, args.host, args.value)
     except NetnsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
