@@ -107,6 +107,10 @@ def create(net: Hosts) -> Hosts:
             _ip("ip", "addr", "add", f"{address}/24", "dev", "eth0", netns=name)
             _ip("ip", "link", "set", "eth0", "up", netns=name)
             _ip("ip", "link", "set", "lo", "up", netns=name)
+            # a default route, as a LAN machine has: `ray start` takes the source address of a route out as the
+            # node's IP address (without one, the head takes 127.0.0.1). On the link itself, with no gateway:
+            # an address off the test network gets no answer to its ARP request, so nothing leaves it
+            _ip("ip", "route", "add", "default", "dev", "eth0", netns=name)
     except BaseException:
         remove(net)
         raise
