@@ -11,7 +11,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: setup demo test test-slow bench clean lock docs cluster-up cluster-down
+.PHONY: setup demo test test-slow test-bench bench clean lock docs cluster-up cluster-down
 
 # tools/setup.sh picks the Python, tools/setup.py installs: the steps and their reasons are in its docstring.
 $(STAMP): requirements.txt requirements.lock requirements-vllm.txt requirements-models.txt pyproject.toml tools/setup.py
@@ -24,12 +24,16 @@ demo: $(STAMP)
 	$(PY) -m tools.tour
 
 # make test: the suite within 10 minutes on 2 cores; make test-slow: the tests marked slow (the LLM pairs, Ray Jobs,
-# a Train kill). CI (.ci/run) runs both.
+# a Train kill, extra clusters). CI (.ci/run) runs both. make test-bench: every benchmark script and the timing
+# tool at its smallest size (not in CI: .ci/run has 30 minutes).
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" --durations=15
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow --durations=15
+	$(PY) -m pytest -m "slow and not bench" --durations=15
+
+test-bench: $(STAMP)
+	$(PY) -m pytest -m bench --durations=15
 
 bench: $(STAMP)
 	$(PY) -m tools.tour --bench

@@ -33,7 +33,7 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-REPORTS = {"not slow": "test.json", "slow": "test-slow.json"}  # make test, make test-slow
+REPORTS = {"not slow": "test.json", "slow and not bench": "test-slow.json"}  # make test, make test-slow
 
 
 def pytest_sessionstart(session):
@@ -187,7 +187,8 @@ def ray_cluster():
         if stale is not None and stale.alive():
             stale.stop()
         CLUSTER_STATE.unlink(missing_ok=True)
-    cluster = local_cluster.start()
+    # the head node alone where a test runs test sessions of its own (tests/test_cluster.py, nothing left behind)
+    cluster = local_cluster.start(worker_cpus=None if os.environ.get("WORKSHOP_TEST_CLUSTER_HEAD_ONLY") else 4)
     try:
         cluster.save(CLUSTER_STATE)
         yield cluster

@@ -758,7 +758,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.timeout(480)
-@pytest.mark.slow  # four cluster starts, about 2 minutes
+@pytest.mark.slow  # four test sessions, each starting a Ray head node
 def test_no_stop_of_a_test_run_leaves_a_ray_process_or_server_behind(tmp_path):
     """A test session holds the test cluster and a server that a test started. pytest killed with SIGKILL cannot
     stop them: the next session finds them (their state files) and stops them before it starts its own. A session
@@ -766,7 +766,7 @@ def test_no_stop_of_a_test_run_leaves_a_ray_process_or_server_behind(tmp_path):
     (tmp_path / "test_hold.py").write_text(HOLD_TEST)
     env = {**base_env(), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
            "WORKSHOP_TEST_CLUSTER_STATE": str(tmp_path / "state.json"),
-           "WORKSHOP_TEST_GROUPS_STATE": str(tmp_path / "groups.json")}
+           "WORKSHOP_TEST_GROUPS_STATE": str(tmp_path / "groups.json"), "WORKSHOP_TEST_CLUSTER_HEAD_ONLY": "1"}
 
     def start_session(name: str, *options: str) -> tuple[subprocess.Popen, dict]:
         marker = tmp_path / f"{name}.json"
