@@ -154,6 +154,7 @@ def test_stopped_experiment_restores_without_redoing_finished_trials(ray_cluster
 
 
 @pytest.mark.timeout(400)
+@pytest.mark.slow  # a cluster of its own and a search: about 45 s on 2 cores, over make test's budget
 def test_killed_trial_resumes_from_its_checkpoint(tmp_path):
     """SIGKILL the process of the running trial once it has saved its second epoch: Tune starts it again from its
     checkpoint (not from epoch 1), and the search completes. One trial at a time, so the one killed is known.
