@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(PY) -m tools.tour
 
 # make test: the suite within 10 minutes on 2 cores; make test-slow: the tests marked slow (the LLM pairs, Ray Jobs,
-# a Train kill, extra clusters). CI (.ci/run) runs both. make test-bench: every benchmark script and the timing
+# a Tune kill, extra clusters). CI (.ci/run) runs both. make test-bench: every benchmark script and the timing
 # tool at its smallest size (not in CI: .ci/run has 30 minutes).
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" --durations=15

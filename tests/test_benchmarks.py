@@ -19,7 +19,8 @@ from conftest import ROOT, base_env
 from tools import netns
 
 # script or module, arguments, the report it writes (in {reports}), keys that report must hold.
-# ray_train/benchmarks/recovery_time.py runs in tests/test_ray_train.py, which also checks its training run's answer.
+# ray_train/benchmarks/recovery_time.py runs in tests/test_ray_train.py (marked bench too), which also checks its
+# training run's answer.
 # ray_core/benchmarks/slow_link.py needs root (two network hosts, tools/netns.py).
 BENCHMARKS = {
     "slow_link": ("ray_core/benchmarks/slow_link.py", ["--smoke-test", "--reports", "{reports}"],

@@ -55,6 +55,7 @@ LONGER = ["--rows", "16000", "--hidden", "64", "--epochs", "16"]
 
 @pytest.mark.timeout(600)
 @pytest.mark.slow
+@pytest.mark.bench  # a benchmark script's run (about 100 s on 2 cores): make test-bench, not CI
 def test_ray_train_recovers_from_a_killed_worker_process(tmp_path):
     """ray_train/benchmarks/recovery_time.py at its smallest size (this is its run in the suite): a training
     worker SIGKILLed from outside once epoch 2 has been printed (its checkpoint is in). Ray Train restarts the

