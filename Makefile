@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 # make test: the suite within 10 minutes on 2 cores; make test-slow: the tests marked slow (the LLM pairs, Ray Jobs,
 # a Tune kill, extra clusters). CI (.ci/run) runs both. make test-bench: every benchmark script and the timing
-# tool at its smallest size (not in CI: .ci/run has 30 minutes).
+# tool at its smallest size, and the READMEs' commands as written (not in CI: .ci/run has 30 minutes).
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" --durations=15
 

@@ -37,12 +37,12 @@ BENCHMARKS = {
                     "ray_serve_c32_smoke.json", ["rows", "table"]),
     "load_ramp": ("ray_serve/benchmarks/load_ramp.py", ["--smoke-test", "--reports", "{reports}"],
                   "ray_serve_load_ramp_smoke.json", ["stages", "timeline"]),
-    "time_workshop": ("-m tools.time_workshop", ["--module", "ray_data", "--reports", "{reports}"],
-                      "workshop_times.json", ["steps"]),
+    # every module's "In the workshop" commands as written (tests/test_readme_commands.py counts on it)
+    "time_workshop": ("-m tools.time_workshop", ["--reports", "{reports}"], "workshop_times.json", ["steps"]),
 }
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 @pytest.mark.slow
 @pytest.mark.bench
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -52,7 +52,7 @@ def test_benchmark_runs_at_its_smallest_size(name, tmp_path):
     script, args, report_name, keys = BENCHMARKS[name]
     reports = tmp_path / "reports"
     command = [sys.executable, *script.split(), *(a.format(reports=reports) for a in args)]
-    proc = subprocess.run(command, cwd=ROOT, env=base_env(), capture_output=True, text=True, timeout=840)
+    proc = subprocess.run(command, cwd=ROOT, env=base_env(), capture_output=True, text=True, timeout=1700)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((reports / report_name).read_text())
     assert all(report.get(key) not in (None, [], {}) for key in keys), {k: report.get(k) for k in keys}
