@@ -269,6 +269,66 @@ def run_one_job_per_module(env: dict[str, str], dashboard: str, node_cpus: int, 
     assert len(nodes_of(report["serve"], "ServeReplica:")) == 2, report["serve"]["actors"]
 
 
+# Per job of the cluster: the nodes its tasks and actors ran on.
+JOB_NODES = r"""
+import json, sys
+from ray.util import state
+dashboard = sys.argv[1]
+nodes = {}
+for job in state.list_jobs(address=dashboard):
+    tasks = state.list_tasks(address=dashboard, filters=[("job_id", "=", job.job_id)], limit=10000,
+                             raise_on_missing_output=False)
+    actors = state.list_actors(address=dashboard, filters=[("job_id", "=", job.job_id)], limit=10000,
+                               raise_on_missing_output=False)
+    nodes[job.job_id] = sorted({t.node_id for t in tasks if t.node_id} | {a.node_id for a in actors if a.node_id})
+print(json.dumps(nodes))
+"""
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.slow
+@pytest.mark.bench  # every pair's Ray side once more: about 10 minutes on 2 cores
+def test_every_ray_script_passes_its_smoke_run_across_two_network_hosts(smoke_run, tmp_path):
+    """Each pair's Ray version at smoke size on a cluster of two network hosts (tools/netns.py), its driver on
+    the head's host as on a head VM: it agrees with its baseline by the pair's rule, and its tasks and actors
+    ran on both nodes."""
+    from workshop import models
+
+    reason = netns.available()
+    if reason:
+        pytest.skip(f"no separate network hosts on this machine ({reason}); the pairs ran on the loopback "
+                    "cluster (tests/test_pairs.py)")
+    net = netns.hosts(2)
+    netns.remove(net)  # the project's own test hosts, left by a test session that was killed
+    netns.create(net)
+    try:
+        # Gloo (Ray Train's CPU backend) takes the host name's address unless told the interface (README 2)
+        cluster = start_own_cluster(hosts=net, system_env={"GLOO_SOCKET_IFNAME": "eth0"})
+        env = cluster.env(base_env())
+        env["WORKSHOP_MODEL_CACHE"] = str(models.CACHE)
+        seen, report = set(), {}
+        for pair in tour.discover():
+            out = tmp_path / pair.name
+            proc = subprocess.run([*cluster.prefix(0), sys.executable, str(pair.script("ray_version")),
+                                   *pair.spec["smoke"], "--output", str(out)], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=600)
+            jobs = ray_python(JOB_NODES, cluster.dashboard_url, env=env)
+            nodes = {node for job, job_nodes in jobs.items() if job not in seen for node in job_nodes}
+            seen |= set(jobs)
+            assert proc.returncode == 0, f"{pair.name}: {proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+            baseline = smoke_run(pair, "baseline").result["answer"]
+            answer = read_result(out)["answer"]
+            report[pair.name] = (tour.compare(baseline, answer, pair.spec["agree"]), len(nodes))
+        print(report)
+        assert all(problems == [] for problems, _ in report.values()), report
+        assert all(used == 2 for _, used in report.values()), report
+    finally:
+        if "cluster" in locals():
+            cluster.stop()
+        removed = netns.remove(net)
+    assert removed == [*net.names, net.bridge] and not netns.existing(net), removed
+
+
 # ---------------------------------------------------------------------- make cluster-up, a node fails, down
 
 # Waits until a bootstrap task is running on the worker node, then prints that node's id.
