@@ -3,8 +3,8 @@ tool, each at its smallest size, writing into a temporary folder: exit 0, and a 
 it measured. The figures themselves come from full-size runs on a quiet machine (the READMEs say which).
 
 The runs of the benchmark scripts and the timing tool are marked `bench`: `make test-bench` runs them, CI does
-not. Each runs a pair's scripts again through a harness, and with them `.ci/run`
-took over 30 minutes on 2 Intel Xeon cores; the pairs themselves are tested in CI."""
+not. Each runs a pair's scripts again through a harness, and with them `.ci/run` took over 30 minutes on 2 Intel
+Xeon cores; the pairs themselves are tested in CI."""
 
 from __future__ import annotations
 

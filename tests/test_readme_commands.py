@@ -172,18 +172,19 @@ def bash(script: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     record_group(proc.pid)
     done = threading.Event()
 
-    def record_cluster() -> None:
-        state, recorded = cwd / ".ray-cluster" / "cluster.json", set()
+    def record_groups() -> None:  # the cluster's, and a server's that started_in_terminal_1() noted
+        state, noted, recorded = cwd / ".ray-cluster" / "cluster.json", cwd / ".test-groups", set()
         while not done.wait(0.5):
             try:
                 groups = set(local_cluster.LocalCluster.load(state).process_groups if state.exists() else [])
+                groups |= set(map(int, noted.read_text().split())) if noted.exists() else set()
             except (OSError, ValueError, KeyError):
                 continue
             for pgid in groups - recorded:
                 record_group(pgid)
             recorded |= groups
 
-    watcher = threading.Thread(target=record_cluster, daemon=True)
+    watcher = threading.Thread(target=record_groups, daemon=True)
     watcher.start()
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -400,6 +401,18 @@ def test_the_network_host_commands_run_as_written():
                                                      text=True).stdout.split())
 
 
+def started_in_terminal_1(command: str, ready: str) -> str:
+    """Bash lines that start a server as terminal 1 does (job control on: a process group of its own), note
+    that group for the test session, wait until http://127.0.0.1:8000{ready} answers, and stop the server
+    with Ctrl-C, then SIGKILL, if the script ends before it does (a command that failed)."""
+    return f"""set -m
+{command} &
+server=$!
+echo $server >> .test-groups
+trap 'if kill -INT -$server 2>/dev/null; then sleep 10; kill -KILL -$server 2>/dev/null || true; fi' EXIT
+until curl -sf http://127.0.0.1:8000{ready} > /dev/null; do kill -0 $server || exit 1; sleep 1; done"""
+
+
 SERVE, LLM = "ray_serve/README.md", "vllm_examples/README.md"
 # Each server the READMEs start in terminal 1, the URL that answers once it is ready, terminal 2's commands.
 SERVE_CLIENT = [
@@ -444,11 +457,9 @@ def test_each_server_and_its_client_commands_run_as_written(name, tmp_path):
     server, ready, client = SERVERS_AS_WRITTEN[name]
     copy = repository_copy(tmp_path / "repo")
     steps = "\n".join(f'echo "@@ {i}"; {command}' for i, command in enumerate(client))
-    script = f"""set -m   # job control: terminal 1 in a process group of its own, as a terminal gives it
-{server} &
-until curl -sf http://127.0.0.1:8000{ready} > /dev/null; do kill -0 $! && sleep 1; done
+    script = f"""{started_in_terminal_1(server, ready)}
 {steps}
-echo "@@ stop"; kill -INT -$!; wait $!   # Ctrl-C in terminal 1
+echo "@@ stop"; kill -INT -$server; wait $server   # Ctrl-C in terminal 1; its exit status
 """
     out = ok(bash(script, copy, 840))
     answers = marked(out)
@@ -480,10 +491,8 @@ def test_the_replica_kill_lesson_runs_as_written(tmp_path):
     if not free(8000):
         pytest.skip("the READMEs' port 8000 is in use here")
     copy = repository_copy(tmp_path / "repo")
-    script = f"""set -m
-{readme.command(SERVE, "python ray_serve/ray_version/text_classifier_server.py --port 8000")} &
-server=$!
-until curl -sf http://127.0.0.1:8000/healthz > /dev/null; do kill -0 $server && sleep 1; done
+    server = readme.command(SERVE, "python ray_serve/ray_version/text_classifier_server.py --port 8000")
+    script = f"""{started_in_terminal_1(server, "/healthz")}
 {SERVE_INFO} > before.json
 {readme.command(SERVE, "python ray_serve/load_test.py --url http://127.0.0.1:8000 --duration 30")} > out &
 load=$!
