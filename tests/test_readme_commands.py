@@ -3,7 +3,7 @@ is run by a test as written there, or ELSEWHERE below says what runs instead and
 
 A test that runs a README command takes it from the README with `readme.command(FILE, TEXT)`, which fails
 when the README no longer says TEXT: a README edit changes what the test runs, or the test fails. The
-as-written runs go in a copy of the repository (its files, with this checkout's `.venv` and `.cache`),
+as-written runs go in a copy of the repository (its files, with this checkout's `.venv`),
 from its root, in a bash with the venv active, so that their `outputs/` and `.ray-cluster/` are the copy's.
 Most are marked `bench`: `make test-bench` runs them (CI's 30 minutes have no room); the inventory runs in
 `make test`."""
@@ -144,17 +144,15 @@ ACTIVATE = readme.command("README.md", "source .venv/bin/activate")
 
 
 def repository_copy(folder: Path) -> Path:
-    """This checkout's files (tracked, and new ones not ignored) in folder, with this checkout's .venv and
-    .cache. The Makefile's set-up inputs get the set-up stamp's time: `make` in the copy does not build .venv
-    again."""
+    """This checkout's files (tracked, and new ones not ignored) in folder, with this checkout's .venv. The
+    Makefile's set-up inputs get the set-up stamp's time: `make` in the copy does not build .venv again."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, listed):
         if (ROOT / name).is_file():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, folder / name)
-    for shared in (".venv", ".cache"):
-        (folder / shared).symlink_to(ROOT / shared)
+    (folder / ".venv").symlink_to(ROOT / ".venv")
     stamp = (ROOT / ".venv" / ".installed").stat().st_mtime
     for name in ("requirements.txt", "requirements.lock", "requirements-vllm.txt", "requirements-models.txt",
                  "pyproject.toml", "tools/setup.py"):
@@ -520,8 +518,7 @@ def test_the_set_up_without_make_runs_as_written(tmp_path):
     its torch wheel for Python 3.11). Then one pair's smoke run with the venv it built."""
     copy = tmp_path / "repo"
     repository_copy(copy)
-    for shared in (".venv", ".cache"):
-        (copy / shared).unlink()
+    (copy / ".venv").unlink()
     block = [c.text for c in readme.commands("README.md") if c.section == "Without make"]
     steps = block[:block.index("python -m workshop.models") + 1]
     assert steps == [readme.command("README.md", "python3.12 -m venv .venv"), ACTIVATE,

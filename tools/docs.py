@@ -77,7 +77,7 @@ def install_summary(python: str = "3.11") -> str:
     return (f"Set-up took {install['seconds'] / 60:.1f} minutes on a fresh clone ({install['machine']['cores']} cores, "
             f"{install['date']}, Python {install['python']}, torch {install['torch']}): "
             f"{gigabytes(install['venv_mb'])} in `.venv`, vLLM's CPU build included, and "
-            f"{install['models_cache_mb']} MB of converted model in `.cache/`.")
+            f"{install['models_cache_mb']} MB of converted model in `~/.cache/ray-workshop/`.")
 
 
 def test_result(report: dict) -> str:

