@@ -5,6 +5,7 @@ adapter loads onto the base model, bad input is one clear line."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -44,9 +45,12 @@ def test_baseline_learns_and_resume_reproduces_the_uninterrupted_run(baseline_cl
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Resumed from" in proc.stdout
     resumed = read_result(tmp_path)
-    # the checkpoint holds model and optimizer state, and each epoch's shuffle depends only on (seed, epoch)
-    assert resumed["answer"] == full["answer"]
-    assert resumed["details"]["val_loss"] == full["details"]["val_loss"]
+    # the checkpoint holds model and optimizer state, and each epoch's shuffle depends only on (seed, epoch), so the
+    # resumed epochs are the uninterrupted run's: equal but for float rounding (torch's CPU kernels need not sum in
+    # the same order in another process; seen in CI: a relative 1e-8 from epoch 4 on), within the pair's rule
+    assert not tour.compare(full["answer"], resumed["answer"], PAIRS["train_classifier"].spec["agree"])
+    assert resumed["answer"]["train_losses"][:3] == full["answer"]["train_losses"][:3]  # carried in the checkpoint
+    assert math.isclose(resumed["details"]["val_loss"], full["details"]["val_loss"], rel_tol=1e-5)
 
 
 # The smoke size with more epochs (about 0.4 s each on 2 cores): the kill lands mid-run, after the first checkpoint.
