@@ -131,7 +131,7 @@ def test_stopped_experiment_restores_without_redoing_finished_trials(ray_cluster
         _, err = interrupt_when(proc, a_trial_finished)
     out = progress.read_text(errors="replace")
     assert proc.returncode == 0, err[-3000:]
-    first = read_result(tmp_path)
+    read_result(tmp_path)  # the stopped search still writes its result: the trials so far
     assert "Stopped early (Ctrl-C)" in out and "--restore" in out
     before = trial_rows(experiment)
     state = trial_state(experiment)  # what Tune saved at the stop: a trial is finished once it is TERMINATED

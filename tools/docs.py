@@ -94,6 +94,12 @@ def demo_result(report: dict) -> str:
     return f"{command}: {agreed} of {len(report['rows'])} rows agree"
 
 
+def elsewhere(report: dict, install: dict) -> str:
+    """Where a report's run differs from the set-up's row in date or machine: that date and CPU, in brackets."""
+    same = report["date"] == install["date"] and install["machine"]["cpu"] in report["machine"]
+    return "" if same else f" ({report['date']}, {report['machine'].split(', ')[1]})"
+
+
 def verified_platforms() -> str:
     """A Markdown table: per Python version, what set-up installed and which commands passed, with the machine."""
     lines = ["| Python | date, machine | torch set-up installed | set-up | `.venv` | then |",
@@ -102,10 +108,11 @@ def verified_platforms() -> str:
     for path in sorted(REPORTS.glob("install-py*.json"), key=by_version):
         install = json.loads(path.read_text())
         py = minor(install["python"])
-        checks = [test_result(load(f"{name}-py{py}")) for name in ("test", "test-slow")
-                  if (REPORTS / f"{name}-py{py}.json").exists()]
-        checks += [demo_result(json.loads(p.read_text())) for p in sorted(REPORTS.glob(f"demo*-py{py}.json"))]
         machine = install["machine"]
+        reports = [load(f"{name}-py{py}") for name in ("test", "test-slow") if (REPORTS / f"{name}-py{py}.json").exists()]
+        demos = [json.loads(p.read_text()) for p in sorted(REPORTS.glob(f"demo*-py{py}.json"))]
+        checks = [test_result(r) + elsewhere(r, install) for r in reports]
+        checks += [demo_result(r) + elsewhere(r, install) for r in demos]
         lines.append(f"| {install['python']} | {install['date']}, {machine['cores']} cores, {machine['cpu']}, "
                      f"{machine['system']} {machine['arch']} | {torch_build(install)} | "
                      f"{install['seconds']:.0f} s | {gigabytes(install['venv_mb'])} | {'; '.join(checks) or '-'} |")

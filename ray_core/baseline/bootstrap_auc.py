@@ -84,7 +84,7 @@ def main() -> None:
     if args.smoke_test:
         args.rows, args.replicates = 20_000, 16
     sample_size = args.sample_size or args.rows
-    output = cli.prepare_output(args.output)
+    cli.prepare_output(args.output)
 
     scores, labels = data.make_scored_eval_set(args.rows, args.seed)
     print(f"Evaluation set: {args.rows:,} rows ({(scores.nbytes + labels.nbytes) / 1e6:.0f} MB), "

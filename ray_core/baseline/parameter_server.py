@@ -109,7 +109,7 @@ def main() -> None:
         args.rows_per_worker, args.dim, args.batch_size, args.steps = 5_000, 16, 256, 30
     if args.batch_size > args.rows_per_worker:
         parser.error(f"--batch-size ({args.batch_size}) cannot exceed --rows-per-worker ({args.rows_per_worker})")
-    output = cli.prepare_output(args.output)
+    cli.prepare_output(args.output)
 
     print(f"Training: {args.workers} workers x {args.rows_per_worker:,} rows, {args.dim} features, "
           f"{args.steps} steps of {args.batch_size} rows per worker")

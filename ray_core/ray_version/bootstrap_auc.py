@@ -73,7 +73,7 @@ def main() -> None:
     if args.smoke_test:
         args.rows, args.replicates = 20_000, 16
     sample_size = args.sample_size or args.rows
-    output = cli.prepare_output(args.output)
+    cli.prepare_output(args.output)
 
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [5] start Ray on this machine, or join the cluster named by RAY_ADDRESS

@@ -96,7 +96,7 @@ def main() -> None:
         args.rows_per_worker, args.dim, args.batch_size, args.steps = 5_000, 16, 256, 30
     if args.batch_size > args.rows_per_worker:
         parser.error(f"--batch-size ({args.batch_size}) cannot exceed --rows-per-worker ({args.rows_per_worker})")
-    output = cli.prepare_output(args.output)
+    cli.prepare_output(args.output)
 
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init()  # [5] start Ray on this machine, or join the cluster named by RAY_ADDRESS

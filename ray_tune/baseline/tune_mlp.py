@@ -148,7 +148,7 @@ def main() -> None:
             space = tuning.load_search_space(args.search_space)
         except ValueError as exc:
             parser.error(str(exc))
-    output = cli.prepare_output(args.output)
+    cli.prepare_output(args.output)
 
     arrays = make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
     data = {"arrays": arrays, "classes": CLASSES}
@@ -161,7 +161,7 @@ def main() -> None:
     tuning.print_trials(trials)  # one line per trial: its configuration, epochs run, best validation accuracy
     best = max(trials, key=lambda t: max(h["val_accuracy"] for h in t["history"]))
     best_epoch = max(best["history"], key=lambda h: h["val_accuracy"])
-    best_checkpoint = str(output / "best_model.pt")
+    best_checkpoint = str(args.output / "best_model.pt")
     torch.save(best["best_state"], best_checkpoint)
     config = {k: best["config"][k] for k in tuning.HYPERPARAMETERS}
     epochs_run = sum(t["history"][-1]["epoch"] for t in trials)  # the epoch each trial reached

@@ -90,7 +90,7 @@ def main() -> None:
     outputs = ROOT / "outputs" / "ray_tune" / "benchmarks"
     results = {name: run_side(side, script_args + extra, outputs / name) for name, (side, extra) in RUNS.items()}
 
-    base, tune = results["optuna"], results["tune"]
+    base = results["optuna"]
     curves = {name: best_so_far(epoch_trace(results[name])) for name in RUNS}
     target = base["answer"]["best_val_accuracy"] - args.tolerance
     reached = {name: time_to_reach(curves[name], target) for name in RUNS}

@@ -173,7 +173,7 @@ def main() -> None:
             parser.error(str(exc))
     if args.restore and not tune.Tuner.can_restore(args.output / "tune_mlp"):  # [13] a saved search to continue?
         cli.fail(f"no Tune experiment to restore in {args.output / 'tune_mlp'}; run once without --restore first")
-    output = cli.prepare_output(args.output)
+    cli.prepare_output(args.output)
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
     ray.init(logging_config=ray.LoggingConfig(log_level="WARNING"))  # [14] start or join Ray; quiet Ray logs
     ray_connect.require_resources(1)
