@@ -469,11 +469,16 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 
 
+def on_hosts(report: dict) -> str:
+    """When, where and between which test hosts (tools/netns.py) a cluster report was measured."""
+    return f"{stamp(report)}; hosts {' and '.join(report['hosts'])}"
+
+
 def link_cut(python: str = "3.11") -> str:
     """ray_core/cluster/README.md: what the network-fault test measured (tests/test_cluster.py)."""
     report = load(f"cluster_link_cut-py{python}")
     settings = ", ".join(f"`{name}={value}`" for name, value in report["settings"].items())
-    return (f"Measured by that test ({stamp(report)}; hosts {' and '.join(report['hosts'])}, bootstrap_auc.py "
+    return (f"Measured by that test ({on_hosts(report)}, bootstrap_auc.py "
             f"`{' '.join(report['args'])}`; {settings}): the node was declared dead "
             f"{report['cut_to_node_dead_seconds']:.1f} s "
             f"after its link went down, and the answer, identical to the baseline's, came "
@@ -483,7 +488,7 @@ def link_cut(python: str = "3.11") -> str:
 def head_restart(python: str = "3.11") -> str:
     """ray_core/cluster/head_node_ft.md: what the GCS fault tolerance test measured (tests/test_cluster.py)."""
     report = load(f"cluster_head_restart-py{python}")
-    return (f"Measured by that test ({stamp(report)}; hosts {' and '.join(report['hosts'])}, a load of "
+    return (f"Measured by that test ({on_hosts(report)}, a load of "
             f"{report['load']['seconds']} s at concurrency {report['load']['concurrency']}): "
             f"{report['requests_ok']:,} requests answered and {report['requests_failed']} failed; the head node "
             f"answered again {report['kill_to_head_up_seconds']:.1f} s after the kill (its `ray start`), and the "
@@ -494,5 +499,5 @@ def head_restart(python: str = "3.11") -> str:
 def slow_link(python: str = "3.11") -> str:
     """ray_core/cluster/network_faults.md: ray_core/benchmarks/slow_link.py's table."""
     report = load(f"ray_core_slow_link-py{python}")
-    return "\n".join([f"Measured ({stamp(report)}; hosts {' and '.join(report['hosts'])}, "
+    return "\n".join([f"Measured ({on_hosts(report)}, "
                        f"{report['repeats']} transfers each, one after another):", "", *report["table"]])
