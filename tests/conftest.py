@@ -108,6 +108,41 @@ def spawn(command: list[str], **kwargs) -> subprocess.Popen:
     return proc
 
 
+class Terminal:
+    """A server started as a person starts one in a terminal and stopped with Ctrl-C (SIGINT): in a process session
+    of its own (SIGINT reaches the server only), recorded until the session ends, its output in `log_path`; `url`
+    is where it answers."""
+
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str], url: str) -> None:
+        self.url, self.log_path, self.log = url, log_path, open(log_path, "w")
+        self.proc = spawn(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_until(self, ready, timeout: float) -> None:
+        """Until ready() is true; if the server exits or `timeout` seconds pass first, stop it and fail with its
+        output."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError(f"the server never came up:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def printed(self, text: str) -> bool:
+        return text in self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """Ctrl-C, then the exit status (SIGKILL for the whole group if it is not gone within a minute)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
 def start_own_cluster(**sizes) -> local_cluster.LocalCluster:
     """A Ray cluster besides the session's, for a test that needs one to itself; its node groups are recorded."""
     cluster = local_cluster.start(**sizes)
@@ -153,6 +188,11 @@ def pytest_sessionfinish(session, exitstatus):
         **checkout(),
         "seconds": round(time.monotonic() - config.stash[_STARTED], 1),
     }
+    write_report(name, report)
+
+
+def write_report(name: str, report: dict) -> None:
+    """A report of this checkout's run in reports/ (tools/docs.py's `record` copies them into docs/reports/)."""
     (ROOT / "reports").mkdir(exist_ok=True)
     (ROOT / "reports" / name).write_text(json.dumps(report, indent=2) + "\n")
 

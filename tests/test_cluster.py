@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, base_env, last_line, record_group, run, spawn, start_own_cluster
+from conftest import ROOT, base_env, last_line, record_group, run, spawn, start_own_cluster, write_report
 from tools import cluster as local_cluster
 from tools import netns, redis_store, tour
 from workshop import serve_client
@@ -546,8 +546,7 @@ def test_across_network_hosts_a_silent_worker_node_is_declared_dead_and_the_work
         report = {**tour.stamp(), "hosts": net.ips, "args": args, "settings": {**FAST_DETECTION, **DRIVER_KEEPALIVE},
                   "cut_to_node_dead_seconds": round(dead_at - cut_at, 1),
                   "cut_to_answer_seconds": round(answered_at - cut_at, 1)}
-        (ROOT / "reports").mkdir(exist_ok=True)
-        (ROOT / "reports" / "cluster_link_cut.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_report("cluster_link_cut.json", report)
         print(report)
     finally:
         if work is not None and work.poll() is None:
@@ -665,8 +664,7 @@ def test_with_gcs_fault_tolerance_the_serve_app_answers_while_the_head_node_rest
                   "latency_p99_ms": report["p99_ms"],
                   "kill_to_head_up_seconds": round(head_back_at - killed_at, 1),
                   "kill_to_app_running_seconds": round(running_at - killed_at, 1)}
-        (ROOT / "reports").mkdir(exist_ok=True)
-        (ROOT / "reports" / "cluster_head_restart.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_report("cluster_head_restart.json", result)
         print(result)
     finally:
         if load is not None and load.poll() is None:

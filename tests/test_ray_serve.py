@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from conftest import ROOT, base_env, last_line, load_script, run, spawn
+from conftest import ROOT, Terminal, base_env, last_line, load_script, run
 from workshop import serve_client, text_model
 
 SERVER = "ray_serve/{side}/text_classifier_server.py"
@@ -96,39 +96,11 @@ def test_sample_texts_are_reviews_and_repeatable():
     assert all(text.endswith(".") and len(text.split()) >= 3 and len(text) <= text_model.MAX_CHARS for text in texts)
 
 
-class Server:
-    """A server started as a person would start it, in interactive mode, stopped with Ctrl-C (SIGINT)."""
-
-    def __init__(self, side: str, env: dict[str, str], log_path, *args: str, command: list[str] | None = None) -> None:
-        self.port = serve_client.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.proc = spawn(  # in a session of its own: SIGINT reaches the server only; recorded until stopped
-            [*(command or [sys.executable, SERVER.format(side=side)]), "--port", str(self.port), *args],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        try:
-            serve_client.wait_until_healthy(self.url, timeout=150)
-            deadline = time.monotonic() + 30  # a script says it serves once it has seen its own /healthz answer
-            while command is None and "Ctrl-C stops it" not in log_path.read_text():
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-                time.sleep(0.1)
-        except TimeoutError:
-            self.stop()
-            raise AssertionError(f"{side} server never came up:\n{self.log_path.read_text()[-3000:]}") from None
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
+def answers(url: str) -> bool:
+    try:
+        return serve_client.request(url, timeout=2)[0] == 200
+    except OSError:
+        return False
 
 
 CONFIG = ROOT / "ray_serve" / "serve_config.yaml"
@@ -156,13 +128,15 @@ def wait_for_info(url, predicate, timeout=120):
 @pytest.fixture(scope="class")
 def servers(request, tmp_path_factory):
     """Both servers up at once: the baseline as the README starts it with two uvicorn worker processes (its app
-    factory in each; stopped with Ctrl-C at the end; one process is what the pair tests run), the Ray version deployed from
-    ray_serve/serve_config.yaml with `serve deploy` on the two-node test cluster."""
+    factory in each; stopped with Ctrl-C at the end; one process is what the pair tests run), the Ray version
+    deployed from ray_serve/serve_config.yaml with `serve deploy` on the two-node test cluster."""
     cluster = request.getfixturevalue("ray_cluster")
     folder = tmp_path_factory.mktemp("servers")
-    baseline = Server("baseline", {**base_env(), "OMP_NUM_THREADS": "1"}, folder / "baseline.log", "--workers", "2",
-                      command=[sys.executable, "-m", "uvicorn", "--app-dir", "ray_serve/baseline", "--factory",
-                               "text_classifier_server:build_app"])
+    port = serve_client.free_port()
+    baseline = Terminal([sys.executable, "-m", "uvicorn", "--app-dir", "ray_serve/baseline", "--factory",
+                         "text_classifier_server:build_app", "--port", str(port), "--workers", "2"],
+                        folder / "baseline.log", {**base_env(), "OMP_NUM_THREADS": "1"}, f"http://127.0.0.1:{port}")
+    baseline.wait_until(lambda: answers(f"{baseline.url}/healthz"), timeout=150)
     env = cluster.env(base_env())
     port = serve_client.free_port()
     config = yaml.safe_load(CONFIG.read_text())

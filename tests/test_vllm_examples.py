@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from transformers import GenerationConfig
-from conftest import ROOT, base_env, last_line, load_script, run, spawn
+from conftest import ROOT, Terminal, base_env, last_line, load_script, run
 from tools import tour
 
 from workshop import llm_workload, models, serve_client
@@ -224,49 +222,27 @@ def test_client_without_a_server_fails_clearly():
 
 # ---- the baseline server, started as a person would and stopped with Ctrl-C ----
 
-class Server:
-    def __init__(self, side: str, tmp: Path) -> None:
-        self.port = serve_client.free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.log_path = tmp / "server.log"
-        self.log = open(self.log_path, "w")
-        self.proc = spawn(  # in a session of its own, recorded until the test session ends
-            [sys.executable, SERVER.format(side=side), "--max-model-len", "256",
-             "--port", str(self.port), "--output", str(tmp)],
-            cwd=ROOT, env=base_env(), stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        # up once it says so, which it does after one completion has gone through the model (the generic pair
-        # test runs the client's full --check on this server)
-        deadline = time.monotonic() + 180
-        while "Ctrl-C stops it" not in self.log_path.read_text():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise AssertionError(f"server did not come up:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
+def start_server(side: str, tmp: Path) -> Terminal:
+    """The LLM server as the README starts it (a short context), up once it says so, which it does after one
+    completion has gone through the model (the generic pair test runs the client's full --check on it)."""
+    port = serve_client.free_port()
+    server = Terminal([sys.executable, SERVER.format(side=side), "--max-model-len", "256", "--port", str(port),
+                       "--output", str(tmp)], tmp / "server.log", base_env(), f"http://127.0.0.1:{port}/v1")
+    server.wait_until(lambda: server.printed("Ctrl-C stops it"), timeout=180)
+    return server
 
 
 @pytest.fixture(scope="module")
 def baseline_server(tmp_path_factory):
-    server = Server("baseline", tmp_path_factory.mktemp("baseline_server"))
+    server = start_server("baseline", tmp_path_factory.mktemp("baseline_server"))
     try:
         yield server
     finally:
         server.stop()
 
 
-def post(server: Server, route: str, body=None, raw: bytes | None = None):
-    return serve_client.request(f"{server.base_url}/{route}", "POST", body, raw=raw, timeout=180)
+def post(server: Terminal, route: str, body=None, raw: bytes | None = None):
+    return serve_client.request(f"{server.url}/{route}", "POST", body, raw=raw, timeout=180)
 
 
 def chat(**fields) -> dict:
@@ -320,7 +296,7 @@ def test_baseline_server_answers_bad_requests_with_openai_errors_and_keeps_servi
 def test_baseline_server_streams_server_sent_events(baseline_server):
     body = json.dumps(chat(max_tokens=5, min_tokens=5, temperature=0, stream=True,
                            stream_options={"include_usage": True})).encode()
-    request = urllib.request.Request(f"{baseline_server.base_url}/chat/completions", data=body, method="POST",
+    request = urllib.request.Request(f"{baseline_server.url}/chat/completions", data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -364,7 +340,7 @@ def test_a_stream_whose_generate_fails_ends_with_an_error_event(monkeypatch):
 
 @pytest.mark.timeout(180)
 def test_client_chat_and_load_modes(baseline_server, tmp_path):
-    url = baseline_server.base_url
+    url = baseline_server.url
     proc = run(CLIENT, "--base-url", url, "--max-tokens", "12", FRANCE, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith(f"[{MODEL}] ") and "Paris" in proc.stdout, proc.stdout  # a real answer
@@ -383,7 +359,7 @@ def test_client_chat_and_load_modes(baseline_server, tmp_path):
 
 @pytest.mark.timeout(240)
 def test_ctrl_c_stops_the_baseline_server_cleanly(tmp_path):
-    server = Server("baseline", tmp_path)  # its own: the module's server serves the other tests in any order
+    server = start_server("baseline", tmp_path)  # its own: the module's server serves the other tests in any order
     assert server.stop() == 0
     log = server.log_path.read_text()
     assert "Ctrl-C stops it" in log and log.rstrip().endswith("Shut down")
