@@ -50,7 +50,7 @@ def test_baseline_learns_and_resume_reproduces_the_uninterrupted_run(baseline_cl
     # the same order in another process; seen in CI: a relative 1e-8 from epoch 4 on), within the pair's rule
     assert not tour.compare(full["answer"], resumed["answer"], PAIRS["train_classifier"].spec["agree"])
     assert resumed["answer"]["train_losses"][:3] == full["answer"]["train_losses"][:3]  # carried in the checkpoint
-    assert math.isclose(resumed["details"]["val_loss"], full["details"]["val_loss"], rel_tol=1e-5)
+    assert math.isclose(resumed["details"]["val_loss"], full["details"]["val_loss"], rel_tol=1e-4)
 
 
 # The smoke size with more epochs (about 0.4 s each on 2 cores): the kill lands mid-run, after the first checkpoint.

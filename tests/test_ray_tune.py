@@ -72,8 +72,8 @@ def test_a_configuration_trains_the_same_on_both_sides(smoke_run):
     for config in both:
         pairs_ = list(zip(trials["baseline"][config], trials["ray_version"][config]))
         assert pairs_ and all(a["epoch"] == b["epoch"] for a, b in pairs_)
-        for key in ("train_loss", "val_loss", "val_accuracy"):
-            assert all(math.isclose(a[key], b[key], rel_tol=1e-6) for a, b in pairs_), f"{config}: {key} differs"
+        for key in ("train_loss", "val_loss", "val_accuracy"):  # float rounding aside (ray_train/pairs.toml)
+            assert all(math.isclose(a[key], b[key], rel_tol=1e-4) for a, b in pairs_), f"{config}: {key} differs"
     # The same candidates: 4 trials are within Optuna's 10 seeded random draws, so both sides try the same
     # configurations. Where each stops a trial differs by design (ASHA decides as results arrive, the pruner in
     # trial order), so the best scores are compared only where they must agree: a side that ran the other's best
