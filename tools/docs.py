@@ -109,7 +109,8 @@ def verified_platforms() -> str:
         install = json.loads(path.read_text())
         py = minor(install["python"])
         machine = install["machine"]
-        reports = [load(f"{name}-py{py}") for name in ("test", "test-slow") if (REPORTS / f"{name}-py{py}.json").exists()]
+        reports = [load(f"{name}-py{py}") for name in ("test", "test-slow")
+                   if (REPORTS / f"{name}-py{py}.json").exists()]
         demos = [json.loads(p.read_text()) for p in sorted(REPORTS.glob(f"demo*-py{py}.json"))]
         checks = [test_result(r) + elsewhere(r, install) for r in reports]
         checks += [demo_result(r) + elsewhere(r, install) for r in demos]
