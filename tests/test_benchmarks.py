@@ -15,7 +15,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, base_env
+from helpers import ROOT, base_env
 from tools import netns
 
 # script or module, arguments, the report it writes (in {reports}), keys that report must hold.

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, base_env, last_line, record_group, run, spawn, start_own_cluster, write_report
+from helpers import ROOT, base_env, last_line, read_result, record_group, run, spawn, start_own_cluster, write_report
 from tools import cluster as local_cluster
 from tools import netns, redis_store, tour
 from workshop import serve_client
@@ -32,9 +32,6 @@ BOOTSTRAP = "ray_core/{side}/bootstrap_auc.py"
 DATA = "ray_data/{side}/preprocess_reviews.py"
 LLM = "vllm_examples/{side}/batch_generate.py"
 
-
-def read_result(folder: Path) -> dict:
-    return json.loads((folder / "result.json").read_text())
 
 
 def ray_python(code: str, *args: str, env: dict[str, str], timeout: float = 300):
@@ -810,7 +807,7 @@ def cluster_processes(temp_dir: str) -> list[int]:
 
 HOLD_TEST = '''
 import json, os, sys, time
-from conftest import spawn
+from helpers import spawn
 
 def test_hold(ray_cluster):
     server = spawn([sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"],

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, base_env, last_line
+from helpers import ROOT, base_env, last_line
 from workshop import models
 
 

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from conftest import copied_helpers_imported, last_line, run
+from helpers import copied_helpers_imported, last_line, run
 from tools import tour
 
 PAIRS = tour.discover()

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from conftest import actor_restarts, base_env, last_line, load_script, run, run_and_kill, task_attempts
+from helpers import actor_restarts, base_env, last_line, load_script, read_result, run, run_and_kill, task_attempts
 from tools import tour
+from tools.tour import SIDES
 
 BOOTSTRAP = "ray_core/{side}/bootstrap_auc.py"
 PARAMETER_SERVER = "ray_core/{side}/parameter_server.py"
-SIDES = ("baseline", "ray_version")
 
 
 def brute_force_auc(scores, labels):
@@ -33,9 +33,6 @@ def test_roc_auc_matches_the_definition_with_ties(side):
         labels = rng.random(60) < 0.4
         assert roc_auc(scores, labels) == pytest.approx(brute_force_auc(scores, labels), abs=1e-12)
 
-
-def read_result(folder):
-    return json.loads((folder / "result.json").read_text())
 
 
 @pytest.fixture(scope="module")

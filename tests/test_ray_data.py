@@ -4,7 +4,6 @@ is one clear line with nothing half-written left."""
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -13,11 +12,11 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import base_env, last_line, run
+from helpers import base_env, last_line, read_result, run
+from tools.tour import SIDES
 from workshop import reviews
 
 SCRIPT = "ray_data/{side}/preprocess_reviews.py"
-SIDES = ("baseline", "ray_version")
 SMOKE_ROWS = 256  # as --smoke-test: MiniLM costs milliseconds per review
 SHARDS = 8
 # MiniLM runs on differently composed batches on the two sides (other padding lengths, other thread counts), so
@@ -92,7 +91,7 @@ def test_dropped_counts_match_the_raw_data(outputs, smoke_data):
     missing_text = raw["text"].isna()
     missing_rating = ~missing_text & raw["rating"].isna()
     out_of_range = ~missing_text & ~missing_rating & ~raw["rating"].between(1, 5)
-    results = {side: json.loads((outputs[side] / "result.json").read_text()) for side in SIDES}
+    results = {side: read_result(outputs[side]) for side in SIDES}
     for side, result in results.items():
         rejected = pq.read_table(outputs[side] / "rejected").to_pandas().sort_values("review_id")
         kept = set(read_output(outputs[side] / "reviews")["review_id"])
@@ -125,7 +124,7 @@ def test_kept_rows_are_clean_and_the_zero_shot_sentiment_follows_the_rating(outp
     clear = rows[rows["rating"] != 3]  # 1-2 stars should read negative, 4-5 positive
     agree = ((clear["sentiment"] == "positive") == (clear["rating"] >= 4)).mean()
     assert agree > 0.65, f"zero-shot sentiment agrees with the stars on only {agree:.0%} of the reviews"
-    result = json.loads((outputs["ray_version"] / "result.json").read_text())["answer"]
+    result = read_result(outputs["ray_version"])["answer"]
     assert result["positive_by_rating"] == {str(r): int(n) for r, n in
                                             (rows["sentiment"] == "positive").groupby(rows["rating"]).sum().items()}
 

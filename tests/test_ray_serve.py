@@ -19,12 +19,12 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from conftest import ROOT, Terminal, base_env, last_line, load_script, run
+from helpers import ROOT, base_env, last_line, load_script, run, Terminal
+from tools.tour import SIDES
 from workshop import serve_client, text_model
 
 SERVER = "ray_serve/{side}/text_classifier_server.py"
 LOAD_TEST = "ray_serve/load_test.py"
-SIDES = ("baseline", "ray_version")
 
 
 # Held-out reviews (not in workshop/labelled_reviews.csv, which the heads are fitted on), each clearly one label

@@ -11,19 +11,16 @@ import sys
 
 import pytest
 
-from conftest import ROOT, base_env, last_line, run
+from helpers import ROOT, base_env, last_line, read_result, run
 from tools import tour
+from tools.tour import SIDES
 
 PAIRS = {pair.name: pair for pair in tour.discover() if pair.module == "ray_train"}
 
 CLASSIFIER = "ray_train/{side}/train_classifier.py"
 FINETUNE = "ray_train/{side}/finetune_lora.py"
-SIDES = ("baseline", "ray_version")
 FINETUNE_MARGIN = 0.3  # workshop/lora_data.py MARGIN: the least rise in the held-out share of exact answers
 
-
-def read_result(folder):
-    return json.loads((folder / "result.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +48,28 @@ def test_baseline_learns_and_resume_reproduces_the_uninterrupted_run(baseline_cl
     assert not tour.compare(full["answer"], resumed["answer"], PAIRS["train_classifier"].spec["agree"])
     assert resumed["answer"]["train_losses"][:3] == full["answer"]["train_losses"][:3]  # carried in the checkpoint
     assert math.isclose(resumed["details"]["val_loss"], full["details"]["val_loss"], rel_tol=1e-4)
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_one_ray_worker_trains_the_baselines_order_and_resumes_it(ray_cluster, baseline_classifier, tmp_path):
+    """--workers 1, as ray_train/README.md offers it: no DistributedSampler is needed for one worker, yet the epoch
+    order must still be the baseline's (seed, epoch) order, uninterrupted and after --resume from a checkpoint."""
+    full, out = baseline_classifier
+    rule = PAIRS["train_classifier"].spec["agree"]
+    env = ray_cluster.env(base_env())
+    proc = run(CLASSIFIER.format(side="ray_version"), "--smoke-test", "--workers", "1", "--output",
+               tmp_path / "one", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not tour.compare(full["answer"], read_result(tmp_path / "one")["answer"], rule)
+    # a checkpoint of either side resumes either side: the baseline's after epoch 3, one Ray worker for 4-6
+    proc = run(CLASSIFIER.format(side="ray_version"), "--smoke-test", "--workers", "1", "--resume",
+               out / "checkpoints" / "epoch_003", "--output", tmp_path / "resumed", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = read_result(tmp_path / "resumed")
+    assert not tour.compare(full["answer"], resumed["answer"], rule)
+    assert resumed["answer"]["train_losses"][:3] == full["answer"]["train_losses"][:3]  # carried in the checkpoint
 
 
 # The smoke size with more epochs (about 0.4 s each on 2 cores): the kill lands mid-run, after the first checkpoint.

@@ -14,16 +14,13 @@ import time
 
 import pytest
 
-from conftest import ROOT, base_env, last_line, run, run_and_kill, start_own_cluster
+from helpers import ROOT, base_env, last_line, read_result, run, run_and_kill, start_own_cluster
 from tools import tour
+from tools.tour import SIDES
 from workshop import tuning
 
 SCRIPT = "ray_tune/{side}/tune_mlp.py"
-SIDES = ("baseline", "ray_version")
 
-
-def read_result(folder):
-    return json.loads((folder / "result.json").read_text())
 
 
 def trial_rows(experiment):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import readme
-from conftest import ROOT, base_env, record_group
+from helpers import ROOT, base_env, record_group
 from tools import cluster as local_cluster
 from tools.time_workshop import WORKSHOP
 from tools.tour import SIDES, discover

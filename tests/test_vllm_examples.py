@@ -19,15 +19,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from transformers import GenerationConfig
-from conftest import ROOT, Terminal, base_env, last_line, load_script, run
+from helpers import ROOT, base_env, last_line, load_script, read_result, run, Terminal
 from tools import tour
+from tools.tour import SIDES
 
 from workshop import llm_workload, models, serve_client
 
 BATCH = "vllm_examples/{side}/batch_generate.py"
 SERVER = "vllm_examples/{side}/openai_server.py"
 CLIENT = "vllm_examples/openai_client.py"
-SIDES = ("baseline", "ray_version")
 MODEL = models.LLM_NAME  # the name both servers list on /v1/models for the packaged model
 FRANCE = "What is the capital of France? Answer in one word."
 
@@ -65,7 +65,7 @@ def test_without_vllm_the_ray_scripts_say_so_and_the_baseline_runs(tmp_path):
     assert all(len(ids) == 12 for ids in rows["token_ids"]) and (rows["num_tokens"] == 12).all()
     assert "Paris" in rows["completion"][0], rows["completion"][0]  # a real model: a real answer
     assert "4" in rows["completion"][2], rows["completion"][2]
-    answer = json.loads((out / "result.json").read_text())["answer"]
+    answer = read_result(out)["answer"]
     assert answer["prompts"] == 4 and answer["max_tokens"] == 12 and answer["with_requested_length"] == 4
     assert len({tuple(ids) for ids in answer["token_ids"]}) == 4  # four prompts, four different completions
 

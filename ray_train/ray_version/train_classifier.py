@@ -22,7 +22,7 @@ import ray.train
 import ray.train.torch
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from workshop import cli, data, ray_connect
 
@@ -102,9 +102,11 @@ def train_loop(config: dict) -> None:
     X_train, y_train, X_val, y_val = data.make_classification_split(
         config["rows"], config["features"], config["classes"], config["seed"])
     train_set = TensorDataset(torch.from_numpy(X_train), torch.from_numpy(y_train))
-    # [2] each worker takes batch_size / N examples per step, so one step still sees batch_size examples
-    train_loader = DataLoader(train_set, batch_size=config["batch_size"] // world, shuffle=True)
-    train_loader = ray.train.torch.prepare_data_loader(train_loader)  # [2] a DistributedSampler shards the data
+    # [2] each worker takes every N-th example of the epoch's order, batch_size / N per step, so one step still
+    # sees the baseline's batch; the order depends only on (seed, epoch), the same on every worker
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, seed=config["seed"] * 1000)
+    train_loader = DataLoader(train_set, batch_size=config["batch_size"] // world, sampler=sampler)
+    train_loader = ray.train.torch.prepare_data_loader(train_loader)  # [2] batches on the worker's device
     val_loader = DataLoader(TensorDataset(torch.from_numpy(X_val[rank::world]), torch.from_numpy(y_val[rank::world])),
                             batch_size=1024)  # [3] each worker validates its own slice; the sums are added below
     val_loader = ray.train.torch.prepare_data_loader(val_loader, add_dist_sampler=False)
@@ -131,13 +133,12 @@ def train_loop(config: dict) -> None:
 
     for epoch in range(start_epoch, config["epochs"]):
         started = time.perf_counter()
-        if world > 1:  # [6] the order of an epoch depends only on (seed, epoch), the same on every worker
-            train_loader.sampler.set_epoch(config["seed"] * 1000 + epoch)
+        sampler.set_epoch(epoch)  # [2] the epoch's order: seed * 1000 + epoch, as the baseline's
         train_loss = train_epoch(model, train_loader, optimizer)
         train_seconds = time.perf_counter() - started
         sums = torch.cat([evaluate(model, val_loader), torch.tensor([train_loss], dtype=torch.float64)]).to(
-            ray.train.torch.get_device())  # [7] the collective runs where the worker runs (NCCL: on the GPU)
-        torch.distributed.all_reduce(sums)  # [7] add up the workers' held-out sums (and training losses)
+            ray.train.torch.get_device())  # the collective runs where the worker runs (NCCL: on the GPU)
+        torch.distributed.all_reduce(sums)  # [3] add up the workers' held-out sums (and training losses)
         val_loss_sum, correct, count, train_loss_sum = sums.tolist()
         train_loss = train_loss_sum / world  # the shards are equally long: the mean of the workers' means
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss_sum / count,
@@ -149,7 +150,7 @@ def train_loop(config: dict) -> None:
                                 history + [{**metrics, "epoch_seconds": time.perf_counter() - started}])
             metrics["epoch_seconds"] = time.perf_counter() - started
             history.append(metrics)
-            ray.train.report(summarize(history),  # [8] from every worker: metrics, and rank 0's checkpoint
+            ray.train.report(summarize(history),  # [6] from every worker: metrics, and rank 0's checkpoint
                              checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
         if rank == 0:
             log.info(f"epoch {epoch + 1}/{config['epochs']}  train loss {train_loss:.4f}  val loss {metrics['val_loss']:.4f}"
@@ -194,11 +195,11 @@ def main() -> None:
         parser.error(f"--batch-size {args.batch_size} must be divisible by --workers {args.workers}")
     resume_from = check_checkpoint_folder(args.resume) if args.resume else None
     output = cli.prepare_output(args.output)
-    storage = output.resolve() / "ray_results"  # [9] persistent storage: absolute; on a cluster, a shared path
+    storage = output.resolve() / "ray_results"  # absolute; on a cluster, a path every node can reach
     shutil.rmtree(storage / "train_classifier", ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
 
     ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [10] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    ray.init()  # [7] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     ray_connect.require_resources(args.workers, "GPU" if args.use_gpu else "CPU", f" (--workers {args.workers})")
 
     config = {
@@ -209,7 +210,7 @@ def main() -> None:
     print(f"Training an MLP on {args.rows:,} examples x {args.features} features, {args.classes} classes, "
           f"{args.epochs} epochs, batch {args.batch_size}, with {args.workers} Ray Train workers")
 
-    trainer = ray.train.torch.TorchTrainer(  # [11] the same loop in N workers, with storage and fault tolerance
+    trainer = ray.train.torch.TorchTrainer(  # [8] the same loop in N workers, with storage and fault tolerance
         train_loop,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=args.workers, use_gpu=args.use_gpu),
@@ -224,9 +225,9 @@ def main() -> None:
     with cli.Timer() as timer:
         try:
             result = trainer.fit()
-        except ray.train.TrainingFailedError as exc:  # [12] more worker failures than FailureConfig allows
+        except ray.train.TrainingFailedError as exc:  # more worker failures than FailureConfig allows
             cli.fail(f"training failed after {args.max_failures} restart(s): {str(exc).splitlines()[-1][:300]}")
-    if args.trace:  # [13] every task and actor call of this job, as a timeline for Perfetto
+    if args.trace:  # every task and actor call of this job, as a timeline for Perfetto
         ray.timeline(filename=str(args.trace))
     final = result.metrics
 
