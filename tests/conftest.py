@@ -116,7 +116,7 @@ def smoke_run(request, tmp_path_factory):
     The generic pair test and the module tests that look closer at one side's answer share it instead of each
     running the script again. Both sides run lifted out of the repository, as a learner copies them into a
     project (`lift_out`), with a Python that has the pinned packages but not this repository
-    (`project_python`); the Ray side against the two-node test cluster, with --trace."""
+    (`project_python`); the Ray side against the two-node test cluster."""
     from workshop import models
 
     runs: dict[tuple[str, str, str], SmokeRun] = {}
@@ -125,7 +125,7 @@ def smoke_run(request, tmp_path_factory):
         key = (pair.module, pair.name, side)
         if key not in runs:
             folder = tmp_path_factory.mktemp(f"{pair.name}_{side}")
-            out, trace = folder / "out", None
+            out = folder / "out"
             args = [*pair.spec["smoke"], "--output", out]
             script = pair.script(side).relative_to(ROOT)
             copy = lift_out(script, folder / "project")
@@ -134,12 +134,10 @@ def smoke_run(request, tmp_path_factory):
             env.pop("PYTHONDONTWRITEBYTECODE", None)  # copied_helpers_imported looks for the bytecode
             if side == "ray_version":
                 env = request.getfixturevalue("ray_cluster").env(env)
-                trace = folder / "trace.json"
-                args += ["--trace", trace]
             python = request.getfixturevalue("project_python")
             proc = subprocess.run([python, str(copy), *map(str, args)], cwd=copy.parent.parent.parent, env=env,
                                   capture_output=True, text=True, timeout=540)
-            runs[key] = SmokeRun(proc, out, trace, copy)
+            runs[key] = SmokeRun(proc, out, copy)
         return runs[key]
 
     return get

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,7 +164,6 @@ class SmokeRun:
     """One side of one pair, run once at smoke size: its process, its output folder and result."""
     proc: subprocess.CompletedProcess
     output: Path
-    trace: Path | None
     script: Path  # the copy that ran, in a project folder of its own
 
 
@@ -303,3 +303,35 @@ def task_attempts(task_id: str, env: dict[str, str]) -> list[list]:
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(last_line(proc.stdout))
+
+
+# The worker processes that ran a job's tasks and actor calls, by the state API (it keeps finished jobs' tasks); the
+# job is the driver whose command line holds argv[1] (a script's path, unique to one run).
+JOB_WORKERS = r"""
+import json, sys
+from ray.util import state
+jobs = [j.job_id for j in state.list_jobs(raise_on_missing_output=False) if sys.argv[1] in (j.entrypoint or "")]
+tasks = [t for job in jobs for t in state.list_tasks(filters=[("job_id", "=", job)], detail=True, limit=10_000,
+                                                     raise_on_missing_output=False)]
+print(json.dumps({"jobs": len(jobs), "workers": sorted({t.worker_id for t in tasks
+                                                         if t.worker_id and t.type != "DRIVER_TASK"})}))
+"""
+
+
+def job_workers(script: Path, env: dict[str, str]) -> dict:
+    """{"jobs": how many driver jobs ran `script`, "workers": the worker processes that ran their tasks}."""
+    proc = subprocess.run([sys.executable, "-c", JOB_WORKERS, str(script)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(last_line(proc.stdout))
+
+
+def ray_timeline(env: dict[str, str], folder: Path) -> list[dict]:
+    """What `ray timeline` (docs/trace.md) writes for the cluster in `env`: a Chrome-trace event list."""
+    ray_cli = Path(sys.executable).parent / "ray"
+    proc = subprocess.run([str(ray_cli), "timeline"], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = re.search(r"Trace file written to (\S+)", proc.stdout + proc.stderr)
+    assert written, f"ray timeline named no file:\n{proc.stderr[-2000:]}"
+    return json.loads(Path(written.group(1)).read_text())

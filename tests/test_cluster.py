@@ -722,7 +722,7 @@ def test_bad_cluster_settings_fail_fast_with_one_clear_line(ray_cluster, tmp_pat
                                        "rejected this program's authentication token"),
         "more Train workers than CPUs": (["ray_train/ray_version/train_classifier.py", "--smoke-test",
                                           "--workers", "16"], {},
-                                         "the Ray cluster has 8 CPUs and this script needs at least 16"),
+                                         "--workers 16 needs 16 CPUs and the Ray cluster has 8"),
         "Data actors for every CPU": (["ray_data/ray_version/preprocess_reviews.py", "--smoke-test",
                                        "--workers", "8"], {}, "would take all 8 Ray CPUs"),
     }

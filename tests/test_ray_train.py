@@ -215,17 +215,17 @@ def test_a_bad_model_is_one_clear_line(side, tmp_path):
 @pytest.mark.ray_cluster
 @pytest.mark.timeout(180)
 def test_more_workers_or_gpus_than_the_cluster_has_fail_fast(ray_cluster, tmp_path):
-    # finetune_lora.py runs the same ray_connect.require_resources() before its TorchTrainer
+    # finetune_lora.py makes the same check before its TorchTrainer
     proc = run(CLASSIFIER.format(side="ray_version"), "--smoke-test", "--workers", "64", "--batch-size", "64",
                "--output", tmp_path, env=ray_cluster.env(base_env()), timeout=80)
     assert proc.returncode == 1
-    assert "the Ray cluster has 8 CPUs and this script needs at least 64 (--workers 64)" in last_line(proc.stderr)
+    assert "--workers 64 needs 64 CPUs and the Ray cluster has 8" in last_line(proc.stderr)
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "result.json").exists()
     proc = run(CLASSIFIER.format(side="ray_version"), "--smoke-test", "--use-gpu", "--output", tmp_path,
                env=ray_cluster.env(base_env()), timeout=80)
     assert proc.returncode == 1
-    assert "the Ray cluster has 0 GPUs and this script needs at least 2 (--workers 2)" in last_line(proc.stderr)
+    assert "--workers 2 needs 2 GPUs and the Ray cluster has 0" in last_line(proc.stderr)
 
 
 @pytest.mark.timeout(30)

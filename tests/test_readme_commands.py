@@ -211,14 +211,6 @@ def test_the_one_shot_commands_run_as_written(tmp_path):
     """The commands that run on their own, each as the README writes it, each checked as a learner would."""
     copy = repository_copy(tmp_path / "repo")
 
-    out = ok(bash(readme.command("docs/trace.md", "python ray_core/ray_version/bootstrap_auc.py --smoke-test "
-                                 "--trace trace.json"), copy, 300))
-    assert "AUC" in out and json.loads((copy / "trace.json").read_text())
-    (copy / "trace.json").unlink()
-    ok(bash(readme.command("docs/trace.md", "RAY_SERVE_ENABLE_TASK_EVENTS=1 python ray_serve/ray_version/"
-                           "text_classifier_server.py --smoke-test --trace trace.json"), copy, 300))
-    assert json.loads((copy / "trace.json").read_text())
-
     for side in SIDES:  # the README's Ray Data commands through .venv/bin/python
         command = readme.command("ray_data/README.md",
                                  f".venv/bin/python ray_data/{side}/preprocess_reviews.py --smoke-test")
@@ -232,7 +224,7 @@ def test_the_one_shot_commands_run_as_written(tmp_path):
     whole = ok(bash(readme.command("ray_train/README.md", "python ray_train/baseline/train_classifier.py "
                                    "--smoke-test"), copy, 120))
     resumed = ok(bash(readme.command("ray_train/README.md", "python ray_train/baseline/train_classifier.py "
-                                     "--smoke-test --resume outputs/ray_train/train_classifier/baseline/"
+                                     "--smoke-test --resume outputs/train_classifier/baseline/"
                                      "checkpoints/epoch_003"), copy, 120))
     accuracy = re.compile(r"Held-out accuracy ([\d.]+)")  # the resumed run ends where the whole run ended
     assert accuracy.findall(resumed) == accuracy.findall(whole) != []
@@ -293,8 +285,9 @@ SERVE_INFO = readme.command("ray_serve/README.md", "curl -s http://127.0.0.1:800
 @pytest.mark.timeout(900)
 def test_the_cluster_jobs_and_serve_deploy_commands_run_as_written_on_a_fresh_cluster(tmp_path):
     """ray_core/cluster/README.md sections 1 and 3 in order, on a cluster that `make cluster-up` has just
-    started (the first `ray job submit` of a fresh cluster included), Ray Data's job command, and
-    ray_serve/README.md's in-place upgrade with `serve deploy`; in one bash, as a learner types them."""
+    started (the first `ray job submit` of a fresh cluster included), docs/trace.md's `ray timeline` after the
+    smoke run, Ray Data's job command, and ray_serve/README.md's in-place upgrade with `serve deploy`; in one
+    bash, as a learner types them."""
     busy = [port for port in (6379, 8265, 8000) if not free(port)]
     if busy:
         pytest.skip(f"the READMEs' ports are in use here: {busy}")
@@ -311,6 +304,7 @@ def test_the_cluster_jobs_and_serve_deploy_commands_run_as_written_on_a_fresh_cl
 eval "$(python -m tools.cluster env)"   # section 1's other way to the export line
 echo "@@ ray status"; {readme.command(CLUSTER, "ray status")}
 echo "@@ smoke"; {readme.command(CLUSTER, "python ray_core/ray_version/bootstrap_auc.py --smoke-test")}
+echo "@@ timeline"; {readme.command("docs/trace.md", "ray timeline")}
 echo "@@ submit"; {readme.command(CLUSTER, "ray job submit --working-dir . -- python "
                                   "ray_core/ray_version/bootstrap_auc.py --smoke-test")}
 echo "@@ no-wait"; out=$({no_wait}); echo "$out"
@@ -336,6 +330,8 @@ echo "@@ shutdown"; {readme.command("ray_serve/README.md", "serve shutdown -y")}
     steps = marked(out)
     assert active_nodes(steps["ray status"]) == 2, steps["ray status"]
     assert "AUC" in steps["smoke"]
+    trace = re.search(r"Trace file written to (\S+)", steps["timeline"])  # docs/trace.md: the smoke run's tasks
+    assert trace and '"task::bootstrap_task"' in Path(trace.group(1)).read_text(), steps["timeline"]
     assert "succeeded" in steps["submit"] and "AUC" in steps["submit"]  # the first job of the cluster
     assert "SUCCEEDED" in steps["logs"] or "succeeded" in steps["logs"]
     assert "raysubmit_" in steps["list"] and "Held-out accuracy" in steps["logs"]
@@ -365,7 +361,7 @@ def test_the_fault_lessons_run_as_written(file, tmp_path):
         block = [readme.command(file, 'make cluster-up && eval "$(.venv/bin/python -m tools.cluster env)"'),
                  readme.command(file, "python ray_tune/ray_version/tune_mlp.py --num-samples 4 --epochs 8 "
                                 "--train-rows 60000 --max-concurrent-trials 1 &"),
-                 readme.command(file, "python -m tools.kill_process trial --when-exists 'outputs/ray_tune/"
+                 readme.command(file, "python -m tools.kill_process trial --when-exists 'outputs/"
                                 "tune_mlp/ray_version/tune_mlp/trial_*/checkpoint_000001'"),
                  readme.command(file, "wait; make cluster-down")]
     out = ok(bash("\n".join(block), copy, 540))

@@ -108,3 +108,24 @@ def test_a_ray_script_lifted_out_runs_on_a_local_ray(script, project_python, tmp
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     assert (tmp_path / "out" / "result.json").is_file() and "Traceback" not in proc.stderr
     assert copied_helpers_imported(copy)
+
+
+@pytest.mark.timeout(120)
+def test_a_script_copied_into_a_folder_of_another_shape_writes_where_its_output_says(project_python, tmp_path):
+    """A learner copies one script and workshop/ into their own project, under another name: the default output
+    is named after the script, in the folder it runs from, and --output goes where it says."""
+    import shutil
+    import subprocess
+
+    from helpers import base_env, read_result
+
+    project = tmp_path / "myproject"
+    project.mkdir()
+    shutil.copy2(ROOT / "ray_core" / "baseline" / "bootstrap_auc.py", project / "auc.py")
+    shutil.copytree(ROOT / "workshop", project / "workshop", ignore=shutil.ignore_patterns("__pycache__"))
+    for args, where in (([], project / "outputs" / "auc"), (["--output", "results/run1"], project / "results" / "run1")):
+        proc = subprocess.run([project_python, "auc.py", "--smoke-test", *args], cwd=project, env=base_env(),
+                              capture_output=True, text=True, timeout=100)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert read_result(where)["answer"]["auc"] > 0.5
+    assert sorted(p.name for p in project.iterdir()) == ["auc.py", "outputs", "results", "workshop"]

@@ -205,7 +205,7 @@ def start(head_cpus: int = 4, worker_cpus: int | None = 4, timeout: float = 120.
     # `ray job submit ... -- python X.py` runs `python` from the PATH of the node: make it this venv's python
     # (with Ray and the workshop's packages), also when the venv is not activated in the calling shell.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    # Serve's actors record task events (what `--trace` timelines show) only when the nodes start with this set
+    # Serve's actors record task events (what `ray timeline` shows) only when the nodes start with this set
     env.setdefault("RAY_SERVE_ENABLE_TASK_EVENTS", "1")
     env.update(system_env or {})
     log = temp_dir / "ray-start.log"

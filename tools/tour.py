@@ -31,7 +31,7 @@ from workshop import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["ray_core", "ray_data", "ray_train", "ray_serve", "ray_tune", "vllm_examples"]
-SIDES = ("baseline", "ray_version")
+SIDES = cli.SIDES
 # requirements-vllm.txt installs vLLM's CPU build only where it has one.
 NO_VLLM = "vLLM is not installed (its CPU build is for Linux x86-64 only; see requirements-vllm.txt)"
 
@@ -54,7 +54,7 @@ class Pair:
         """The table rows this pair produces. Demo: the smoke row, then one per demo_rows entry (a size where
         the lesson shows in seconds). Bench: one per bench_rows entry, or the bench arguments alone."""
         base_args = list(self.spec["bench"] if bench else self.spec["smoke"])
-        smoke_row = {"label": "", "baseline": base_args, "ray_version": base_args,
+        smoke_row = {"label": "", "baseline": base_args, "ray_version": base_args, "scripts": {}, "env": {},
                      "note": "" if bench else self.spec.get("smoke_note", "")}  # smoke_note explains smoke size
         entries = self.spec.get("bench_rows" if bench else "demo_rows", [])
         rows = [] if bench and entries else [smoke_row]
@@ -64,6 +64,11 @@ class Pair:
                 "label": entry["label"],
                 "baseline": args + list(entry.get("baseline_args", [])),
                 "ray_version": args + list(entry.get("ray_args", [])),
+                # another script in the baseline's place (a mode the baseline itself does not need), and
+                # environment variables for the baseline's process
+                "scripts": {"baseline": self.root / self.module / entry["baseline_script"]}
+                if "baseline_script" in entry else {},
+                "env": {"baseline": dict(entry["baseline_env"])} if "baseline_env" in entry else {},
                 "note": entry.get("note", ""),
             })
         return rows
@@ -139,6 +144,23 @@ def compare(baseline: Any, ray: Any, rule: Any, path: str = "answer") -> list[st
     return [] if baseline == ray and type(baseline) is type(ray) else [f"{path}: {baseline!r} vs {ray!r}"]
 
 
+def max_relative_difference(baseline: Any, ray: Any) -> float | None:
+    """The largest relative difference between the numbers two answers hold at the same place (None: no numbers
+    in common): how far apart the sides are, whatever the pair's rule allows."""
+    if isinstance(baseline, dict) and isinstance(ray, dict):
+        found = [max_relative_difference(baseline[k], ray[k]) for k in baseline.keys() & ray.keys()]
+    elif isinstance(baseline, list) and isinstance(ray, list) and len(baseline) == len(ray):
+        found = [max_relative_difference(a, b) for a, b in zip(baseline, ray)]
+    elif (isinstance(baseline, (int, float)) and isinstance(ray, (int, float))
+          and not isinstance(baseline, bool) and not isinstance(ray, bool)):
+        scale = max(abs(baseline), abs(ray))
+        return abs(baseline - ray) / scale if scale else 0.0
+    else:
+        return None
+    found = [d for d in found if d is not None]
+    return max(found) if found else None
+
+
 @dataclass
 class Run:
     result: dict[str, Any] | None = None
@@ -161,6 +183,7 @@ class Row:
     note: str = ""  # why Ray is slower here, when it is (pairs.toml: smoke_note, or a row's note)
     example: str = ""  # what the Ray side's model said (result.json details.example), shown under the table
     output: dict[str, str] = field(default_factory=dict)  # what each side printed: the READMEs' expected output
+    max_relative_difference: float | None = None  # the largest |a - b| / max(|a|, |b|) over the answers' numbers
 
 
 def run_script(
@@ -195,12 +218,15 @@ def run_pair(pair: Pair, bench: bool, out_root: Path, timeout: float, env: dict[
         row = Row(pair.module, pair.name, spec["label"], pair.title, note=spec.get("note", ""))
         runs = {}
         for side in SIDES:
-            key = (side, tuple(spec[side]))
+            script, side_env = spec["scripts"].get(side, pair.script(side)), spec["env"].get(side, {})
+            key = (side, str(script), tuple(spec[side]), tuple(sorted(side_env.items())))
             if key not in cache:
                 output = out_root / pair.module / pair.name / f"{side}-{i}"
                 label = f" [{spec['label']}]" if spec["label"] else ""
-                print(f"  {pair.module}/{side}/{pair.name}.py{label} {' '.join(spec[side])}", flush=True)
-                cache[key] = run_script(pair.script(side), pair.root, spec[side], output, timeout, env)
+                shown = " ".join([*(f"{k}={v}" for k, v in side_env.items()), str(script.relative_to(pair.root))])
+                print(f"  {shown}{label} {' '.join(spec[side])}", flush=True)
+                run_env = {**(env if env is not None else os.environ), **side_env} if side_env else env
+                cache[key] = run_script(script, pair.root, spec[side], output, timeout, run_env)
             runs[side] = cache[key]
         for side in SIDES:
             if runs[side].log is not None and runs[side].log.exists():
@@ -211,8 +237,10 @@ def run_pair(pair: Pair, bench: bool, out_root: Path, timeout: float, env: dict[
             base, ray = runs["baseline"].result, runs["ray_version"].result
             row.baseline_seconds, row.ray_seconds = base["seconds"], ray["seconds"]
             row.speedup = base["seconds"] / ray["seconds"] if ray["seconds"] > 0 else None
-            row.problems = compare(base["answer"], ray["answer"], pair.spec["agree"])
+            rule = pair.spec.get("bench_agree", pair.spec["agree"]) if bench else pair.spec["agree"]
+            row.problems = compare(base["answer"], ray["answer"], rule)
             row.agree = not row.problems
+            row.max_relative_difference = max_relative_difference(base["answer"], ray["answer"])
             row.example = example_line(ray.get("details", {}).get("example"))
         rows.append(row)
     return rows

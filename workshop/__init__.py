@@ -1,1 +1,3 @@
-"""Small shared helpers of the Ray workshop: flags, result file, synthetic data, the tour, the test cluster."""
+"""Small shared helpers of the Ray workshop: the common flags and result file, synthetic data, the packaged
+models, and what the servers share. Both sides of a pair use them identically; none holds the parallel code
+the workshop teaches."""

@@ -1,7 +1,7 @@
 """What every workshop script shares: the common flags, clear errors, timing and the result file.
 
 Both sides of a pair use these helpers identically, so a diff between them shows only the Ray lines.
-Nothing here knows about Ray.
+Nothing here imports Ray (`fail` disconnects a Ray script from its cluster, if Ray is loaded, before it exits).
 """
 
 from __future__ import annotations
@@ -18,20 +18,21 @@ from typing import Any, NoReturn
 
 
 RESULT_FILE = "result.json"
+SIDES = ("baseline", "ray_version")  # the two folders of a pair
 
 
-def make_parser(doc: str, script: str, *, pair: str | None = None,
-                side: str | None = None) -> argparse.ArgumentParser:
+def make_parser(doc: str, script: str) -> argparse.ArgumentParser:
     """An argparse parser with the flags every script has: --smoke-test, --seed, --output.
 
-    `script` is the script's `__file__`: MODULE/SIDE/PAIR.py names the default output folder,
-    outputs/MODULE/PAIR/SIDE, and the labels in result.json (a benchmark may give its own pair and side).
+    `script` is the script's `__file__`; its name names the default output folder: outputs/NAME, or
+    outputs/NAME/SIDE for a script in a baseline/ or ray_version/ folder (as in this repository), so that the two
+    sides of a pair do not write over each other.
     """
     path = Path(script).resolve()
-    run = {"module": path.parent.parent.name, "pair": pair or path.stem, "side": side or path.parent.name}
+    side = path.parent.name if path.parent.name in SIDES else None
     parser = argparse.ArgumentParser(
         description=doc.strip().splitlines()[0],
-        epilog=f"Example: python {run['module']}/{run['side']}/{run['pair']}.py --smoke-test",
+        epilog=f"Example: python {path.name} --smoke-test",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -41,11 +42,10 @@ def make_parser(doc: str, script: str, *, pair: str | None = None,
     parser.add_argument(
         "--output",
         type=absolute_path,
-        default=f"outputs/{run['module']}/{run['pair']}/{run['side']}",
+        default=str(Path("outputs", path.stem, *([side] if side else []))),
         help="folder for the result file; a re-run overwrites it",
     )
-    # not flags: what write_result labels the result with, and when the script started (for start-up times)
-    parser.set_defaults(run=run, started=time.perf_counter())
+    parser.set_defaults(started=time.perf_counter())  # not a flag: when the script started (the servers' self-test)
     return parser
 
 
@@ -53,16 +53,6 @@ def absolute_path(text: str) -> Path:
     """argparse type for --output: made absolute at once. A Ray Job runs in its unpacked working directory, which
     Ray may remove and unpack again while the job runs; a relative path would then point into the removed one."""
     return Path(text).absolute()
-
-
-def trace_file(text: str) -> Path:
-    """argparse type for --trace: its folder must exist, so a typo fails at once, not after the whole run."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name, e.g. {path / 'trace.json'}")
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist; create it or choose another path")
-    return path
 
 
 def positive_int(text: str) -> int:
@@ -127,7 +117,6 @@ def write_result(args: argparse.Namespace, *, seconds: float, answer: Any, **det
     The file is written to a temporary name and renamed, so it is either complete or absent.
     """
     result = {
-        **args.run,
         "seconds": round(seconds, 4),
         "smoke_test": args.smoke_test,
         "answer": answer,

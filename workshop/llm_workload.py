@@ -1,4 +1,4 @@
-"""What both sides of vllm_examples share: the prompts, the prompt file, the model check and vLLM's settings.
+"""What vllm_examples' scripts share: the prompts, the prompt file, the model check, vLLM's engine arguments.
 
 - `make_prompts(count, seed)`: the mix a real batch job has, for an instruct model: one-word answers
   (capitals, arithmetic, yes/no), short lists and longer paragraphs; the same rows for a seed.
@@ -12,6 +12,8 @@
 - `client_command`, `write_self_test_result`: the servers' self-test (workshop/self_test.py) with
   vllm_examples/openai_client.py, and the result.json it leaves.
 - `require_vllm()`: one clear line and exit 1 where vLLM cannot be imported (macOS, Windows, no install).
+- `engine_kwargs(args)`: vLLM's engine arguments from the common flags, for both Ray files and the benchmarks'
+  plain vLLM and `vllm serve` rows (the same engine everywhere).
 Nothing here imports Ray or vLLM.
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from workshop import cli, models
 
+DTYPES = ("bfloat16", "float16", "float32")  # --dtype
 MODEL_HELP = ("a model folder (what save_pretrained writes) or a hub id; default: the packaged "
               "SmolLM2-135M-Instruct, offline")
 
@@ -177,3 +180,14 @@ def require_vllm() -> None:
         cli.fail("vLLM is not installed, and the Ray + vLLM scripts need it: on Linux x86-64 run "
                  "`pip install --no-deps -r requirements-vllm.txt` (CPU) or see vllm_examples/README.md "
                  "for the GPU package; on macOS/Windows run the baseline scripts, which need no vLLM")
+
+
+def engine_kwargs(args) -> dict:
+    """vLLM's own engine arguments (the benchmarks run plain vLLM with the same ones)."""
+    return {
+        "dtype": args.dtype, "max_model_len": args.max_model_len, "seed": args.seed,
+        "tensor_parallel_size": args.tensor_parallel_size,  # GPUs that share one engine (one model copy)
+        "enforce_eager": not args.use_gpu,  # CPU: no graph capture or compilation, a faster start
+        # CPU: an explicit KV cache size (vLLM would otherwise take most of the RAM); a GPU sizes its own
+        "kv_cache_memory_bytes": None if args.use_gpu else int(args.kv_cache_gib * 2**30),
+    }

@@ -1,23 +1,22 @@
 """One clear line instead of a traceback or a 14-minute wait when `ray.init()` cannot start or join a cluster.
 
-The Ray scripts call `ray.init()` exactly as Ray's docs write it, with one line before it and one after:
+Not part of Ray: the workshop's Ray scripts call `ray.init()` exactly as Ray's docs write it, with this one
+line before it:
 
-    ray_connect.preflight()      # seconds, not minutes, and one line, if RAY_ADDRESS or its token is wrong
-    ray.init()                   # [1] start Ray on this machine, or join the cluster named by RAY_ADDRESS
-    ray_connect.require_resources(1)  # one line if the cluster is too small for the work
+    ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
+    ray.init()
 
-Copy a script into your own project without this module and delete those two lines: it still runs.
+Copy a script into your own project without this module and delete that line: it runs the same.
 
 What Ray 2.60 does on its own, measured on a 2-core machine (ray_core/cluster/README.md has the details):
 - RAY_ADDRESS names a port where no Ray listens: ray.init() retries 20 times x ~41 s, about 14 minutes.
+- RAY_ADDRESS names a port that answers but is not Ray's GCS (the dashboard's 8265): the same long wait.
 - a missing token file: AuthenticationError at once; a wrong token, or RAY_AUTH_MODE unset against a
   token cluster: ConnectionError after about 21 s (20 tries, 1 s apart). Both as a traceback wall.
-- a cluster without enough CPUs: tasks, trials and Serve replicas wait for them forever.
-- RAY_ADDRESS names a port that answers but is not Ray's GCS (the dashboard's 8265): the same long wait.
 Here, before ray.init(): a TCP connection to RAY_ADDRESS and an HTTP/2 greeting (Ray's GCS is a gRPC server,
-and a gRPC server answers with its HTTP/2 settings), both in seconds; 5 tries of a rejected token instead of
-20; an exception hook that turns an exception raised inside ray.init() into one line; a CPU check after.
-Only public Ray is used. Nothing here imports Ray until a Ray script calls it, so the baselines never load Ray.
+and a gRPC server answers with its HTTP/2 settings), both in seconds; and an exception hook that turns an
+exception raised inside ray.init() into one line. Nothing here imports Ray until preflight() runs, and it uses
+Ray's public API only (`ray.init`, to recognise where an exception was raised).
 """
 
 from __future__ import annotations
@@ -27,16 +26,12 @@ import os
 import socket
 import sys
 
+from workshop.cli import fail
+
 # The HTTP/2 connection preface and an empty SETTINGS frame (RFC 9113, 3.4 and 6.5): every HTTP/2 server,
 # gRPC's included, answers with a SETTINGS frame of its own (frame type 4, the fourth byte).
 HTTP2_GREETING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 CHECK = "check RAY_ADDRESS, RAY_AUTH_MODE and RAY_AUTH_TOKEN_PATH (make cluster-up prints them), then `ray status`"
-
-
-def _fail(message: str) -> None:
-    from workshop.cli import fail  # here, not at the top: cli imports this module
-
-    fail(message)
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
@@ -76,17 +71,17 @@ def _check_reachable(address: str) -> None:
                 return  # the greeting would have to go through TLS; ray.init() checks the rest
             answer = _greeting(sock)
     except socket.gaierror:
-        _fail(f"RAY_ADDRESS={address}: unknown host {target[0]!r}; use the head node's IP address and GCS port "
+        fail(f"RAY_ADDRESS={address}: unknown host {target[0]!r}; use the head node's IP address and GCS port "
               f"(ray start --head prints it; the default port is 6379), or unset RAY_ADDRESS to run Ray here")
     except ConnectionRefusedError:
-        _fail(f"RAY_ADDRESS={address}: nothing listens there, so no Ray cluster is running at that address; "
+        fail(f"RAY_ADDRESS={address}: nothing listens there, so no Ray cluster is running at that address; "
               f"start one (make cluster-up) and export the address it prints, or unset RAY_ADDRESS to run Ray here")
     except OSError as exc:  # timeout, no route to host
-        _fail(f"RAY_ADDRESS={address}: no answer ({exc.strerror or 'timed out'}); a firewall or VPN may block the "
+        fail(f"RAY_ADDRESS={address}: no answer ({exc.strerror or 'timed out'}); a firewall or VPN may block the "
               f"port, or the head node is down: try `ray status` on the head node")
     if len(answer) < 4 or answer[3] != 4:  # no HTTP/2 SETTINGS frame: not a gRPC server, so not Ray's GCS
         what = "an HTTP server (a dashboard?)" if answer.startswith(b"HTTP/") else "a program that is not Ray's GCS"
-        _fail(f"RAY_ADDRESS={address}: {what} answers there, not a Ray cluster; it should be the head node's GCS "
+        fail(f"RAY_ADDRESS={address}: {what} answers there, not a Ray cluster; it should be the head node's GCS "
               f"address (port 6379 by default, not the dashboard's 8265): {CHECK}")
 
 
@@ -141,19 +136,3 @@ def preflight() -> None:
     if address in ("", "local"):
         return  # a new local Ray: nothing to reach
     _check_reachable(address)
-    # ray.init() tries a rejected token 20 times, 1 s apart, before it says so; 5 tries are plenty for a
-    # cluster whose port is known to answer (read by Ray at connect time; the user's own value wins)
-    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "5")
-
-
-def require_resources(amount: float = 1, resource: str = "CPU", why: str = "") -> None:
-    """After `ray.init()`: fail in one line if the cluster has less of a resource than the work needs (its tasks,
-    trials or replicas would wait for it forever)."""
-    import ray
-
-    have = ray.cluster_resources().get(resource, 0)
-    if have < amount:
-        _fail(f"the Ray cluster has {have:g} {resource}s and this script needs at least {amount:g}{why}, so its work "
-              f"would wait forever; ask for less, or add a node (ray start --address=<head>:6379 --num-cpus=N, "
-              f"--num-gpus=N) and check `ray status`")
-

@@ -6,8 +6,9 @@ that "Serving" means a request has gone through the model). Without --load-reque
 serves and waits for Ctrl-C. With it (--smoke-test sets it), it runs the module's client
 (ray_serve/load_test.py, vllm_examples/openai_client.py) in a process of its own, so that the client never
 competes with the server for a CPU or the GIL, and returns the client's JSON report; the module's helper then
-writes result.json. The tests, the tour and the benchmarks use the self-test; a server copied into your own
-project can drop it and keep the Ctrl-C wait.
+writes result.json. The tests, the tour and the benchmarks use the self-test. A server copied into your own
+project keeps this module for its Ctrl-C wait; its self-test also needs the module's client beside the script
+or one folder up.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bootstrap confidence interval of a classifier's ROC AUC, sequentially or with multiprocessing.Pool.
+"""Bootstrap confidence interval of a classifier's ROC AUC, in parallel with multiprocessing.Pool.
 
 How sure are we of a model's AUC on an evaluation set? Resample the set with replacement many times,
 compute the AUC of each resample, and read the interval off the spread. Every replicate needs the whole
@@ -19,7 +19,6 @@ import numpy as np
 from tqdm import tqdm
 
 from workshop import cli, data
-
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -55,13 +54,9 @@ def bootstrap_task(args: tuple[int, int, int]) -> tuple[int, float]:
     return replicate, bootstrap_replicate(_shared["scores"], _shared["labels"], seed, replicate, sample_size)
 
 
-def run_bootstrap(scores, labels, seed, replicates, sample_size, sequential=False):
+def run_bootstrap(scores, labels, seed, replicates, sample_size):
     """All replicate AUCs, in replicate order."""
     aucs = [0.0] * replicates
-    if sequential:
-        for replicate in tqdm(range(replicates), desc="replicates", unit="rep"):
-            aucs[replicate] = bootstrap_replicate(scores, labels, seed, replicate, sample_size)
-        return aucs
     tasks = [(seed, replicate, sample_size) for replicate in range(replicates)]
     chunksize = max(1, replicates // (4 * (os.cpu_count() or 1)))  # the same batching Pool.map does
     pool = mp.Pool(initializer=_init_worker, initargs=(scores, labels))  # one worker process per core
@@ -79,7 +74,6 @@ def main() -> None:
     parser.add_argument(
         "--sample-size", type=cli.positive_int, default=None, help="rows per resample (default: --rows)"
     )
-    parser.add_argument("--sequential", action="store_true", help="one replicate after another, no Pool")
     args = parser.parse_args()
     if args.smoke_test:
         args.rows, args.replicates = 20_000, 16
@@ -91,7 +85,7 @@ def main() -> None:
           f"{args.replicates} replicates of {sample_size:,} rows")
 
     with cli.Timer() as timer:
-        aucs = run_bootstrap(scores, labels, args.seed, args.replicates, sample_size, args.sequential)
+        aucs = run_bootstrap(scores, labels, args.seed, args.replicates, sample_size)
     point = roc_auc(scores, labels)
     low, high = np.percentile(aucs, [2.5, 97.5])
 
@@ -101,7 +95,6 @@ def main() -> None:
         args, seconds=timer.seconds,
         answer={"auc": point, "ci_low": float(low), "ci_high": float(high), "replicate_aucs": aucs},
         rows=args.rows, replicates=args.replicates, sample_size=sample_size,
-        sequential=args.sequential,
     )
     print(f"Result: {path}")
 

@@ -21,7 +21,6 @@ from tqdm import tqdm
 from workshop import cli, data
 
 
-
 def logistic_gradient(weights: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Gradient of the mean log-loss. Explicit sums, not BLAS, so every process gets the same bits."""
     probabilities = 1.0 / (1.0 + np.exp(-(X * weights).sum(axis=1)))

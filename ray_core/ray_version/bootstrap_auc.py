@@ -12,13 +12,11 @@ Diff it with its twin to see the Ray changes (the numbered comments are explaine
 
 from __future__ import annotations
 
-
 import numpy as np
 import ray
 from tqdm import tqdm
 
 from workshop import cli, data, ray_connect
-
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -68,24 +66,20 @@ def main() -> None:
     parser.add_argument(
         "--sample-size", type=cli.positive_int, default=None, help="rows per resample (default: --rows)"
     )
-    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     args = parser.parse_args()
     if args.smoke_test:
         args.rows, args.replicates = 20_000, 16
     sample_size = args.sample_size or args.rows
     cli.prepare_output(args.output)
 
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
     ray.init()  # [5] start Ray on this machine, or join the cluster named by RAY_ADDRESS
-    ray_connect.require_resources(1)
     scores, labels = data.make_scored_eval_set(args.rows, args.seed)
     print(f"Evaluation set: {args.rows:,} rows ({(scores.nbytes + labels.nbytes) / 1e6:.0f} MB), "
           f"{args.replicates} replicates of {sample_size:,} rows")
 
     with cli.Timer() as timer:
         aucs = run_bootstrap(scores, labels, args.seed, args.replicates, sample_size)
-    if args.trace:  # [6] every task and actor call of this job, as a timeline for Perfetto
-        ray.timeline(filename=str(args.trace))
     point = roc_auc(scores, labels)
     low, high = np.percentile(aucs, [2.5, 97.5])
 

@@ -12,13 +12,11 @@ Diff it with its twin to see the Ray changes (the numbered comments are explaine
 
 from __future__ import annotations
 
-
 import numpy as np
 import ray
 from tqdm import tqdm
 
 from workshop import cli, data, ray_connect
-
 
 
 def logistic_gradient(weights: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -90,7 +88,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=cli.positive_int, default=4096, help="minibatch rows per worker and step")
     parser.add_argument("--steps", type=cli.positive_int, default=200, help="synchronous SGD steps")
     parser.add_argument("--learning-rate", type=float, default=0.5, help="SGD learning rate")
-    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     args = parser.parse_args()
     if args.smoke_test:
         args.rows_per_worker, args.dim, args.batch_size, args.steps = 5_000, 16, 256, 30
@@ -98,9 +95,8 @@ def main() -> None:
         parser.error(f"--batch-size ({args.batch_size}) cannot exceed --rows-per-worker ({args.rows_per_worker})")
     cli.prepare_output(args.output)
 
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
     ray.init()  # [5] start Ray on this machine, or join the cluster named by RAY_ADDRESS
-    ray_connect.require_resources(1)
 
     print(f"Training: {args.workers} workers x {args.rows_per_worker:,} rows, {args.dim} features, "
           f"{args.steps} steps of {args.batch_size} rows per worker")
@@ -108,8 +104,6 @@ def main() -> None:
         weights = train(
             args.workers, args.rows_per_worker, args.dim, args.batch_size, args.steps, args.learning_rate, args.seed
         )
-    if args.trace:  # [6] every task and actor call of this job, as a timeline for Perfetto
-        ray.timeline(filename=str(args.trace))
     X_test, y_test = data.make_classification_shard(20_000, args.dim, args.seed, data.HELD_OUT_SHARD)
     metrics = evaluate(weights, X_test, y_test)
 

@@ -118,8 +118,8 @@ class ReviewEncoder:
 
 def read_shards(shards: list[Path]) -> ray.data.Dataset:
     """The whole dataset as a lazy Ray Dataset: a plan over blocks, nothing is read yet."""
-    # [1] Ray 2.60's default (V2) Parquet reader merges small shards into one read task and ignores
-    # override_num_blocks: one block, so one busy MiniLM actor however many there are. The V1 reader honours it.
+    # Workaround (Ray 2.60, ray_data/README.md): the default (V2) Parquet reader merges small shards into one read
+    # task and ignores override_num_blocks: one block, so one busy MiniLM actor. The V1 reader honours it.
     ray.data.DataContext.get_current().use_datasource_v2 = False
     paths = [str(s.resolve()) for s in shards]  # absolute: Ray workers do not run in your working directory
     return ray.data.read_parquet(paths, override_num_blocks=len(paths))  # [1] one read task and block per shard
@@ -136,12 +136,12 @@ def run_pipeline(shards: list[Path], model: str, batch_size: int, workers: int, 
     embedded = features.map_batches(
         ReviewEncoder,  # [4] a class: each actor of the pool loads MiniLM once, embeds many batches
         fn_constructor_kwargs={"model": model},
-        batch_size=batch_size,  # [5] reviews per MiniLM call; blocks are re-batched to this size
+        batch_size=batch_size,  # [4] reviews per MiniLM call; blocks are re-batched to this size
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1,  # one CPU (and one torch thread) per actor; the other CPUs stay free for reading
     )
-    embedded.write_parquet(  # [6] the write runs the whole plan, streaming, once
+    embedded.write_parquet(  # [5] the write runs the whole plan, streaming, once
         str(out.resolve()), partition_cols=["rating"], mode=ray.data.SaveMode.OVERWRITE
     )
 
@@ -218,7 +218,6 @@ def main() -> None:
                         help="sentence encoder: a local model folder or a hub id (default: the packaged MiniLM)")
     parser.add_argument("--workers", type=cli.positive_int, default=None,
                         help="MiniLM actors (default: half the cluster's CPUs, at least 1)")
-    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     parser.add_argument("--verbose", action="store_true", help="Ray Data's log lines on the console")
     args = parser.parse_args()
     if args.smoke_test:
@@ -230,11 +229,10 @@ def main() -> None:
         args.input = reviews.cached_dataset(args.rows, args.seed, progress=lambda s: tqdm(s, desc="generate"))
     shards = find_shards(args.input)
 
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [7] start Ray on this machine, or join the cluster named by RAY_ADDRESS
-    ray_connect.require_resources(1)
+    ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
+    ray.init()  # [6] start Ray on this machine, or join the cluster named by RAY_ADDRESS
     logging.getLogger("ray.data").setLevel(logging.INFO if args.verbose else logging.WARNING)  # its plans, timings
-    cpus = int(ray.cluster_resources().get("CPU", 1))  # [8] an actor pool that holds every CPU would hang:
+    cpus = int(ray.cluster_resources().get("CPU", 1))  # [7] an actor pool that holds every CPU would hang:
     workers = args.workers or max(1, cpus // 2)  # no read task could ever run
     if workers >= cpus:
         cli.fail(f"--workers {workers} would take all {cpus} Ray CPUs and leave none for reading; "
@@ -246,9 +244,7 @@ def main() -> None:
     try:
         with cli.Timer() as timer:
             run_pipeline(shards, model, args.batch_size, workers, tmp["reviews"], tmp["rejected"])
-        dropped = count_rejected(tmp["rejected"])  # [9] from the side output: no 2nd pass
-        if args.trace:  # [10] every task and actor call of this job, as a timeline for Perfetto
-            ray.timeline(filename=str(args.trace))
+        dropped = count_rejected(tmp["rejected"])  # from the side output: no second pass over the input
         answer = {**summarize(tmp["reviews"]), "dropped": dropped}
     except (OSError, ValueError, pa.ArrowException, MemoryError, ray.exceptions.RayError) as exc:
         for folder in tmp.values():  # nothing half-written is left behind

@@ -30,9 +30,9 @@ app.add_middleware(text_model.BodySizeLimit)  # 413 for a body over the limit, b
 
 
 @serve.deployment(  # [1] a deployment: a class that Serve runs as one or more replica actors
-    ray_actor_options={"num_cpus": 0.5},  # [2] half a CPU each: two replicas share one, each with one torch thread
-    max_ongoing_requests=64,  # [3] must exceed max_batch_size, or a replica never sees a full batch
-    autoscaling_config={"min_replicas": 1, "max_replicas": 2,  # [4] 1 to 2 replicas, following the load: one
+    ray_actor_options={"num_cpus": 0.5},  # half a CPU each: two replicas share one, each with one torch thread
+    max_ongoing_requests=64,  # must exceed max_batch_size, or a replica never sees a full batch
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2,  # [1] 1 to 2 replicas, following the load: one
                         "target_ongoing_requests": 16, "upscale_delay_s": 3, "downscale_delay_s": 30},  # more at 16
 )
 class Classifier:
@@ -42,7 +42,7 @@ class Classifier:
         self.version = version
         self.model = text_model.build_model(version)  # MiniLM plus this version's head
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)  # [5] concurrent calls of one text: one list
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)  # [2] concurrent calls of one text: one list
     async def predict(self, texts: list[str]) -> list[text_model.Prediction]:
         return self.model.predict(texts)  # one forward pass for all the texts
 
@@ -50,16 +50,16 @@ class Classifier:
         return os.getpid()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)  # [6] async: many in flight
-@serve.ingress(app)  # [7] the same FastAPI app, its routes now methods of a deployment
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)  # async: many in flight
+@serve.ingress(app)  # [3] the same FastAPI app, its routes now methods of a deployment
 class TextClassifierAPI:
     """The HTTP side: validation, routing to a model version."""
 
-    def __init__(self, v1: DeploymentHandle, v2: DeploymentHandle, default_model: str = "v1") -> None:  # [8]
+    def __init__(self, v1: DeploymentHandle, v2: DeploymentHandle, default_model: str = "v1") -> None:  # [4]
         self.models = {"v1": v1, "v2": v2}
         self.default_model = default_model
 
-    def reconfigure(self, config: dict) -> None:  # [9] user_config from a config file, applied in place
+    def reconfigure(self, config: dict) -> None:  # [5] user_config from a config file, applied in place
         self.default_model = config.get("default_model", self.default_model)
 
     @app.post("/predict", response_model=PredictResponse)
@@ -68,9 +68,9 @@ class TextClassifierAPI:
         if problem:
             raise HTTPException(status_code=413, detail=problem)
         version = request.model or self.default_model
-        try:  # [10] call another deployment, once per text: its batching merges them with other requests' texts
+        try:  # [4] call another deployment, once per text: its batching merges them with other requests' texts
             predictions = await asyncio.gather(*(self.models[version].predict.remote(t) for t in request.texts))
-        except ray.exceptions.RayActorError as exc:  # [10] its replica died mid-request: 503, retry
+        except ray.exceptions.RayActorError as exc:  # its replica died mid-request: 503, retry
             raise HTTPException(status_code=503, detail=f"model replica unavailable, retry: {type(exc).__name__}")
         return PredictResponse(model=version, predictions=predictions)
 
@@ -80,27 +80,27 @@ class TextClassifierAPI:
 
     @app.get("/info", response_model=InfoResponse)
     async def info(self) -> InfoResponse:
-        pid = await self.models[self.default_model].pid.remote()  # [11] the model replica's own process id
+        pid = await self.models[self.default_model].pid.remote()  # the model replica's own process id
         return InfoResponse(default_model=self.default_model, models=sorted(self.models), pid=pid,
                             api_pid=os.getpid())
 
 
 def build_app(default_model: str = "v1"):
     """Model versions v1 and v2 side by side, behind one API."""
-    v1 = Classifier.options(name="ClassifierV1").bind("v1")  # [12] two deployments of one class, bound into
+    v1 = Classifier.options(name="ClassifierV1").bind("v1")  # [6] two deployments of one class, bound into
     v2 = Classifier.options(name="ClassifierV2").bind("v2")  # one application graph (nothing runs yet)
     return TextClassifierAPI.options(user_config={"default_model": default_model}).bind(v1, v2)
 
 
 def start_server(port: int, default_model: str) -> None:
     """Serve the app on 127.0.0.1:port until stop_server()."""
-    serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")  # [13] one proxy
-    serve.run(build_app(default_model), name=APP_NAME, logging_config={"enable_access_log": False})  # [14] deploy
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")  # [7] one proxy
+    serve.run(build_app(default_model), name=APP_NAME, logging_config={"enable_access_log": False})  # [7] deploy
 
 
 def stop_server() -> None:
-    serve.delete(APP_NAME)  # [15] remove this app and its replicas (not other apps of a shared cluster)
-    if not serve.status().applications:  # [15] nothing else deployed: stop Serve's proxy too, freeing the port
+    serve.delete(APP_NAME)  # [7] remove this app and its replicas (not other apps of a shared cluster)
+    if not serve.status().applications:  # nothing else deployed: stop Serve's proxy too, freeing the port
         serve.shutdown()
 
 
@@ -113,7 +113,6 @@ def main() -> None:
     parser.add_argument("--load-requests", type=cli.positive_int, default=None,
                         help="self-test: send this many requests, report, shut down (benchmark mode)")
     parser.add_argument("--concurrency", type=cli.positive_int, default=32, help="self-test load concurrency")
-    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     args = parser.parse_args()
     if args.smoke_test:
         args.load_requests, args.concurrency = args.load_requests or 48, 8
@@ -123,20 +122,17 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     cli.prepare_output(args.output)
 
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [16] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
-    ray_connect.require_resources(1.5, "CPU", " (3 replicas x 0.5 CPU)")
+    ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
+    ray.init()  # [8] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     try:
         start_server(port, args.default_model)
         report = self_test.serve(args, url, f"{url}/healthz", serve_client.load_test_command(url, args))
-        if args.trace:  # [17] every task and actor call of this job, as a timeline for Perfetto (while they live)
-            ray.timeline(filename=str(args.trace))
     finally:
         stop_server()
     if report:
         serve_client.write_self_test_result(args, report)
 
 
-app_graph = build_app()  # [18] the import path for `serve build` / `serve run`: ...text_classifier_server:app_graph
+app_graph = build_app()  # [9] the import path for `serve build` / `serve run`: ...text_classifier_server:app_graph
 if __name__ == "__main__":
     main()

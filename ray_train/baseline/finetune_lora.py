@@ -27,7 +27,6 @@ from transformers.utils import logging as hf_logging
 from workshop import cli, lora_data, models
 
 
-
 def load_base(model_name: str):
     """Tokenizer and base model in float32 (the fast path on CPU); one clear line if either cannot be loaded."""
     try:

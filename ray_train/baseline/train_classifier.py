@@ -150,12 +150,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--resume", type=Path, default=None, metavar="FOLDER",
                         help="continue from this checkpoint folder (one written by an earlier run, of either side)")
-    parser.add_argument("--threads", type=cli.positive_int, default=None,
-                        help="torch threads (default: torch's own choice, one per core); 1 gives the single-core "
-                             "reference that scaling efficiency is measured against")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.smoke_test:
         args.rows, args.epochs, args.hidden = 16_000, 6, 64
     if args.classes < 2:

@@ -35,7 +35,6 @@ from transformers.utils import logging as hf_logging
 from workshop import cli, lora_data, models, ray_connect
 
 
-
 def load_base(model_name: str):
     """Tokenizer and base model in float32 (the fast path on CPU); one clear line if either cannot be loaded."""
     try:
@@ -111,12 +110,12 @@ def train_func(config: dict) -> None:
     train_set = tokenize_examples(tokenizer, config["train_examples"])  # Trainer shards it over the workers
     training_args = TrainingArguments(
         output_dir=config["checkpoint_dir"],  # local scratch; RayTrainReportCallback copies checkpoints to storage
-        per_device_train_batch_size=config["batch_size"] // world,  # [2] the same global batch as one process
+        per_device_train_batch_size=config["batch_size"] // world,  # [1] the same global batch as one process
         num_train_epochs=config["epochs"],
         learning_rate=config["lr"],
         warmup_steps=config["warmup_steps"],
         logging_steps=config["logging_steps"],
-        save_strategy="epoch",  # [3] each save is reported to Ray Train with its metrics
+        save_strategy="epoch",  # [2] each save is reported to Ray Train with its metrics
         save_total_limit=2,
         report_to="none",
         seed=config["seed"],
@@ -127,17 +126,17 @@ def train_func(config: dict) -> None:
     trainer = Trainer(
         model=model, args=training_args, train_dataset=train_set, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-        callbacks=[RayTrainReportCallback()],  # [4] on every save: ray.train.report(metrics, checkpoint)
+        callbacks=[RayTrainReportCallback()],  # [2] on every save: ray.train.report(metrics, checkpoint)
     )
     # a worker's print() reaches the console twice in Ray Train 2.60 (its stdout, and its logger): no loss lines
     # from HF here; the losses come back in the checkpoint's trainer_state.json
     trainer.remove_callback(PrinterCallback)
-    trainer = prepare_trainer(trainer)  # [5] lets Trainer also read Ray Data shards (get_dataset_shard)
-    checkpoint = ray.train.get_checkpoint()  # [6] set when Ray Train restarted the workers after a failure
+    trainer = prepare_trainer(trainer)  # [3] lets Trainer also read Ray Data shards (get_dataset_shard)
+    checkpoint = ray.train.get_checkpoint()  # [4] set when Ray Train restarted the workers after a failure
     if checkpoint is None:
         trainer.train()
     else:
-        with checkpoint.as_directory() as folder:  # [6] Trainer resumes from the checkpoint it saved
+        with checkpoint.as_directory() as folder:  # [4] Trainer resumes from the checkpoint it saved
             trainer.train(resume_from_checkpoint=str(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME))
 
 
@@ -155,7 +154,6 @@ def main() -> None:
     parser.add_argument("--workers", type=cli.positive_int, default=2, help="Ray Train workers (1 CPU or GPU each)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker")
     parser.add_argument("--max-failures", type=int, default=2, help="worker-group restarts Ray Train may make")
-    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     parser.add_argument("--verbose", action="store_true", help="Ray Train's log lines on the console")
     args = parser.parse_args()
     if args.smoke_test:
@@ -166,12 +164,16 @@ def main() -> None:
     model_name = models.resolve_llm(args.model)  # a folder comes back absolute: every worker loads it
     hf_logging.set_verbosity_error()  # keep the weight-loading reports and bars out of the workshop output
     hf_logging.disable_progress_bar()
-    storage = output.resolve() / "ray_results"  # [7] persistent storage: absolute; on a cluster, a shared path
+    storage = output.resolve() / "ray_results"  # absolute; on a cluster, a path every node can reach
     shutil.rmtree(storage / "finetune_lora", ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
 
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init()  # [8] start Ray on this machine, or join the cluster named by RAY_ADDRESS
-    ray_connect.require_resources(args.workers, "GPU" if args.use_gpu else "CPU", f" (--workers {args.workers})")
+    ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
+    ray.init()  # [5] start Ray on this machine, or join the cluster named by RAY_ADDRESS
+    device = "GPU" if args.use_gpu else "CPU"
+    have = ray.cluster_resources().get(device, 0)
+    if have < args.workers:  # Ray Train 2.60 would wait for them: a start timeout per try, then a retry
+        cli.fail(f"--workers {args.workers} needs {args.workers} {device}s and the Ray cluster has {have:g}; "
+                 "pass fewer --workers, or add a node (`ray status` shows what there is)")
 
     train_examples = lora_data.make_examples(args.examples, args.seed)
     val_examples = lora_data.make_examples(args.held_out, args.seed, held_out=True)
@@ -192,7 +194,7 @@ def main() -> None:
     }
     print(f"Fine-tuning a LoRA adapter (rank {args.lora_rank}) on {args.examples} examples, {args.epochs} epoch(s), "
           f"batch {args.batch_size}, with {args.workers} Ray Train workers")
-    trainer = ray.train.torch.TorchTrainer(  # [9] the same Trainer in N workers, with storage and fault tolerance
+    trainer = ray.train.torch.TorchTrainer(  # [6] the same Trainer in N workers, with storage and fault tolerance
         train_func,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=args.workers, use_gpu=args.use_gpu),
@@ -207,14 +209,12 @@ def main() -> None:
     with cli.Timer() as timer:
         try:
             result = trainer.fit()
-        except ray.train.TrainingFailedError as exc:  # [10] more worker failures than FailureConfig allows
+        except ray.train.TrainingFailedError as exc:  # more worker failures than FailureConfig allows
             cli.fail(f"training failed after {args.max_failures} restart(s): {str(exc).splitlines()[-1][:300]}")
-    if args.trace:  # [11] every task and actor call of this job, as a timeline for Perfetto
-        ray.timeline(filename=str(args.trace))
 
     adapter_dir = output.resolve() / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
-    with result.checkpoint.as_directory() as folder:  # [12] the last checkpoint, fetched from the run's storage
+    with result.checkpoint.as_directory() as folder:  # [7] the last checkpoint, fetched from the run's storage
         hf_checkpoint = Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME
         shutil.copytree(hf_checkpoint, adapter_dir, ignore=shutil.ignore_patterns("optimizer.pt", "rng_state*",
                                                                                   "scheduler.pt", "training_args.bin"))

@@ -184,7 +184,6 @@ def main() -> None:
     parser.add_argument("--workers", type=cli.positive_int, default=2, help="Ray Train workers (1 CPU or GPU each)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per worker (NCCL instead of gloo)")
     parser.add_argument("--max-failures", type=int, default=2, help="worker-group restarts Ray Train may make")
-    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     parser.add_argument("--verbose", action="store_true", help="Ray Train's log lines on the console")
     args = parser.parse_args()
     if args.smoke_test:
@@ -198,9 +197,13 @@ def main() -> None:
     storage = output.resolve() / "ray_results"  # absolute; on a cluster, a path every node can reach
     shutil.rmtree(storage / "train_classifier", ignore_errors=True)  # a re-run starts afresh (same name would auto-resume)
 
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
+    ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
     ray.init()  # [7] start Ray on this machine, or join the cluster named by RAY_ADDRESS
-    ray_connect.require_resources(args.workers, "GPU" if args.use_gpu else "CPU", f" (--workers {args.workers})")
+    device = "GPU" if args.use_gpu else "CPU"
+    have = ray.cluster_resources().get(device, 0)
+    if have < args.workers:  # Ray Train 2.60 would wait for them: a start timeout per try, then a retry
+        cli.fail(f"--workers {args.workers} needs {args.workers} {device}s and the Ray cluster has {have:g}; "
+                 "pass fewer --workers, or add a node (`ray status` shows what there is)")
 
     config = {
         "rows": args.rows, "features": args.features, "classes": args.classes, "hidden": args.hidden,
@@ -227,8 +230,6 @@ def main() -> None:
             result = trainer.fit()
         except ray.train.TrainingFailedError as exc:  # more worker failures than FailureConfig allows
             cli.fail(f"training failed after {args.max_failures} restart(s): {str(exc).splitlines()[-1][:300]}")
-    if args.trace:  # every task and actor call of this job, as a timeline for Perfetto
-        ray.timeline(filename=str(args.trace))
     final = result.metrics
 
     print(f"Held-out accuracy {final['val_accuracy']:.4f}, training loss {final['first_train_loss']:.4f} -> "

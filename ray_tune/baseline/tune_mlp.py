@@ -2,10 +2,8 @@
 
 Both sides run the same search: the same search space and number of trials, Optuna's TPE sampler proposing each
 configuration from the scores so far, and successive halving (ASHA's rule) stopping the trials that fall behind.
-The baseline runs one trial after another; `--search random` there trains every configuration to its last epoch,
-the row that shows how much of a gain is early stopping and the sampler rather than Ray. Ray Tune runs the trials
-in parallel, continues a stopped search with --restore, and restarts a trial whose process died from its last
-checkpoint.
+The baseline runs one trial after another. Ray Tune runs the trials in parallel, continues a stopped search with
+--restore, and restarts a trial whose process died from its last checkpoint.
 
 Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_tune/README.md):
 
@@ -93,12 +91,10 @@ def search_space(space: dict) -> dict:
 def run_search(space: dict, data: dict, args) -> list[dict]:
     """The search: TPE picks each next configuration, successive halving stops the weak trials early."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial: the table below says it all
-    random = args.search == "random"
     study = optuna.create_study(
         direction="maximize",
-        sampler=optuna.samplers.RandomSampler(args.seed) if random else optuna.samplers.TPESampler(seed=args.seed),
-        pruner=optuna.pruners.NopPruner() if random  # random search: every trial to its last epoch
-        else optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),  # = ASHA's settings
+        sampler=optuna.samplers.TPESampler(seed=args.seed),
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),  # = ASHA's settings
     )
     space = search_space(space)
     sampled = {name: d for name, d in space.items() if isinstance(d, BaseDistribution)}
@@ -135,8 +131,6 @@ def main() -> None:
     parser.add_argument("--val-rows", type=cli.positive_int, default=5_000, help="rows in the validation set")
     parser.add_argument("--search-space", type=Path, default=None,
                         help="JSON file with the search space (default: SEARCH_SPACE in this file)")
-    parser.add_argument("--search", choices=("optuna", "random"), default="optuna",
-                        help="optuna: TPE sampler + successive-halving pruner; random: every trial to the end")
     args = parser.parse_args()
     if args.smoke_test:
         args.num_samples, args.epochs, args.train_rows, args.val_rows = 4, 4, 1_500, 500
@@ -177,7 +171,7 @@ def main() -> None:
         best_config=config, best_epoch=best_epoch["epoch"], best_checkpoint=best_checkpoint,
         trials=[{k: t[k] for k in ("trial_id", "config", "history")} for t in trials],
         trials_stopped_early=stopped_early, epochs_run=epochs_run, epochs_budget=args.num_samples * args.epochs,
-        search=args.search, num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows,
+        num_samples=args.num_samples, epochs=args.epochs, train_rows=args.train_rows,
         val_rows=args.val_rows,
     )
     print(f"Result: {path}")

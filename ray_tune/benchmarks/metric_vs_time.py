@@ -28,21 +28,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tools/ (run as `python ray_tune/benchmarks/metric_vs_time.py`)
 from tools.tour import machine_description  # noqa: E402
-SCRIPT = "ray_tune/{side}/tune_mlp.py"
-RUNS = {"optuna": ("baseline", []), "random": ("baseline", ["--search", "random"]), "tune": ("ray_version", [])}
+RUNS = {"optuna": "ray_tune/baseline/tune_mlp.py", "random": "ray_tune/benchmarks/random_search.py",
+        "tune": "ray_tune/ray_version/tune_mlp.py"}
 LABELS = {"optuna": "Optuna + pruner, sequential", "random": "random search, sequential",
           "tune": "Tune: Optuna + ASHA, parallel"}
 
 
-def run_side(side: str, args: list[str], output: Path) -> dict:
+def run_side(script: str, args: list[str], output: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    command = [sys.executable, SCRIPT.format(side=side), *args, "--output", str(output)]
+    command = [sys.executable, script, *args, "--output", str(output)]
     print("$", " ".join(command[1:]), flush=True)
     started = time.perf_counter()
     proc = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           check=False)
     if proc.returncode != 0:
-        sys.exit(f"error: {side} failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+        sys.exit(f"error: {script} failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
     return {**json.loads((output / "result.json").read_text()), "process_seconds": time.perf_counter() - started}
 
 
@@ -95,7 +95,7 @@ def main() -> None:
     script_args = ["--num-samples", str(args.num_samples), "--epochs", str(args.epochs), "--train-rows",
                    str(args.train_rows), "--val-rows", str(args.val_rows), "--seed", str(args.seed)]
     outputs = ROOT / "outputs" / "ray_tune" / "benchmarks"
-    results = {name: run_side(side, script_args + extra, outputs / name) for name, (side, extra) in RUNS.items()}
+    results = {name: run_side(script, script_args, outputs / name) for name, script in RUNS.items()}
 
     base = results["optuna"]
     curves = {name: best_so_far(epoch_trace(results[name])) for name in RUNS}

@@ -2,10 +2,8 @@
 
 Both sides run the same search: the same search space and number of trials, Optuna's TPE sampler proposing each
 configuration from the scores so far, and successive halving (ASHA's rule) stopping the trials that fall behind.
-The baseline runs one trial after another; `--search random` there trains every configuration to its last epoch,
-the row that shows how much of a gain is early stopping and the sampler rather than Ray. Ray Tune runs the trials
-in parallel, continues a stopped search with --restore, and restarts a trial whose process died from its last
-checkpoint.
+The baseline runs one trial after another. Ray Tune runs the trials in parallel, continues a stopped search with
+--restore, and restarts a trial whose process died from its last checkpoint.
 
 Diff it with its twin to see the Ray changes (the numbered comments are explained in ray_tune/README.md):
 
@@ -94,7 +92,7 @@ def train_mlp(config: dict, data: dict) -> None:
 
 def search_space(space: dict) -> dict:
     """The search space as Tune's sampling functions (randint: high excluded); the searcher draws from these."""
-    samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform,  # [3] Tune's sampling functions
+    samplers = {"uniform": tune.uniform, "loguniform": tune.loguniform,  # Tune's sampling functions
                 "randint": tune.randint, "lograndint": tune.lograndint, "choice": tune.choice}
     return {name: spec if not isinstance(spec, dict)  # a fixed value stays fixed
             else samplers["choice"](spec["values"]) if spec["type"] == "choice"
@@ -102,7 +100,7 @@ def search_space(space: dict) -> dict:
             for name, spec in space.items()}
 
 
-class Progress(tune.Callback):  # [4] Tune calls it back in the driver, here as each trial finishes
+class Progress(tune.Callback):  # Tune calls it in the driver: one line per finished trial, as the baseline prints
     def on_trial_complete(self, iteration, trials, trial, **info):
         print(f"Trial {trial.trial_id} finished", flush=True)
 
@@ -111,25 +109,25 @@ def run_search(space: dict, data: dict, args) -> list[dict]:
     """The search: TPE picks each next configuration, successive halving stops the weak trials early."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial: the table below says it all
     experiment = args.output / "tune_mlp"  # where Tune keeps results and checkpoints (an absolute path)
-    trainable = tune.with_resources(tune.with_parameters(train_mlp, data=data),  # [5] data to the object store once
-                                    {"cpu": 1})  # [6] each trial holds 1 CPU: that many trials run at once
+    trainable = tune.with_resources(tune.with_parameters(train_mlp, data=data),  # [3] data to the object store once
+                                    {"cpu": 1})  # [3] each trial holds 1 CPU: that many trials run at once
     if args.restore:
-        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)  # [7]
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)  # [4] continue it
     else:
         shutil.rmtree(experiment, ignore_errors=True)  # a new search starts over instead of mixing with the old one
-        tuner = tune.Tuner(  # [8] what to search, how many trials, how many at once; a trial's process runs the next
+        tuner = tune.Tuner(  # [5] what to search, how many trials, how many at once; a trial's process runs the next
             trainable,
             param_space={**search_space(space), "epochs": args.epochs, "seed": args.seed},
             tune_config=tune.TuneConfig(
                 metric="val_accuracy", mode="max", num_samples=args.num_samples,
-                search_alg=OptunaSearch(seed=args.seed),  # [9] the baseline's TPE sampler, as Tune's searcher
-                scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [10] the pruner
+                search_alg=OptunaSearch(seed=args.seed),  # [5] the baseline's TPE sampler, as Tune's searcher
+                scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=3),  # [5] its pruner
                 max_concurrent_trials=args.max_concurrent_trials, reuse_actors=True,
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",  # short folder names
             ),
             run_config=tune.RunConfig(
-                name=experiment.name, storage_path=str(experiment.parent),  # [11] restore reads it back
-                failure_config=tune.FailureConfig(max_failures=2),  # [12] a crashed trial resumes from its checkpoint
+                name=experiment.name, storage_path=str(experiment.parent),  # [6] restore reads it back
+                failure_config=tune.FailureConfig(max_failures=2),  # [6] a crashed trial resumes from its checkpoint
                 callbacks=[Progress()], verbose=0,  # no status tables: one line per finished trial
             ),
         )
@@ -158,7 +156,6 @@ def main() -> None:
                         help="trials running at once (default: one per CPU of the cluster; smoke test: 2)")
     parser.add_argument("--restore", action="store_true",
                         help="continue the search saved under --output instead of starting a new one")
-    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     args = parser.parse_args()
     if args.smoke_test:
         args.num_samples, args.epochs, args.train_rows, args.val_rows = 4, 4, 1_500, 500
@@ -171,12 +168,11 @@ def main() -> None:
             space = tuning.load_search_space(args.search_space)
         except ValueError as exc:
             parser.error(str(exc))
-    if args.restore and not tune.Tuner.can_restore(args.output / "tune_mlp"):  # [13] a saved search to continue?
+    if args.restore and not tune.Tuner.can_restore(args.output / "tune_mlp"):  # [4] a saved search to continue?
         cli.fail(f"no Tune experiment to restore in {args.output / 'tune_mlp'}; run once without --restore first")
     cli.prepare_output(args.output)
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init(logging_config=ray.LoggingConfig(log_level="WARNING"))  # [14] start or join Ray; quiet Ray logs
-    ray_connect.require_resources(1)
+    ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
+    ray.init(logging_config=ray.LoggingConfig(log_level="WARNING"))  # [7] start or join Ray; quiet Ray logs
 
     arrays = make_classification_problem(args.train_rows, args.val_rows, FEATURES, CLASSES, args.seed)
     data = {"arrays": arrays, "classes": CLASSES}
@@ -185,8 +181,6 @@ def main() -> None:
 
     with cli.Timer() as timer:
         trials = run_search(space, data, args)
-    if args.trace:  # [15] every task and actor call of this job, as a timeline for Perfetto
-        ray.timeline(filename=str(args.trace))
     if not trials:
         cli.fail("stopped before any trial reported an epoch; run the same command again (add --restore to continue)")
 

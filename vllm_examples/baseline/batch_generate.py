@@ -22,8 +22,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from workshop import cli, llm_workload, models
 
-DTYPES = ("bfloat16", "float16", "float32")
-
 
 def load_prompts(args) -> list[dict]:
     """The prompt rows: from --prompts, or generated from the seed (and saved next to the results)."""
@@ -91,7 +89,7 @@ def main() -> None:
     parser.add_argument("--stop-at-eos", action="store_true",
                         help="end each answer at end-of-sequence (up to --max-tokens), not at --max-tokens")
     parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
+    parser.add_argument("--dtype", choices=llm_workload.DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="prompts per generate() call")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion accepted (at most the model's context)")

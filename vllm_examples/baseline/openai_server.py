@@ -33,7 +33,6 @@ from transformers.generation.streamers import BaseStreamer
 from workshop import cli, llm_workload, models, self_test, serve_client
 from workshop.text_api import BodySizeLimit
 
-DTYPES = ("bfloat16", "float16", "float32")
 MAX_BODY_BYTES = 2**20  # far more than --max-model-len tokens of text; a larger body gets 413 before it is read
 
 
@@ -300,7 +299,7 @@ def main() -> None:
     parser.add_argument("--port", type=cli.positive_int, default=None,
                         help="port on 127.0.0.1 (default 8000; with --smoke-test a free port)")
     parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
+    parser.add_argument("--dtype", choices=llm_workload.DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion accepted (at most the model's context)")
     parser.add_argument("--use-gpu", action="store_true", help="run on the first CUDA GPU")

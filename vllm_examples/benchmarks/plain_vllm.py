@@ -12,19 +12,16 @@ Not a workshop pair: llm_throughput.py runs it.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from workshop import cli, llm_workload, models
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ray_version"))
-from batch_generate import DTYPES, engine_kwargs  # noqa: E402  (the Ray script's vLLM arguments: the same engine)
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, __file__, pair="batch_generate", side="plain_vllm")
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--prompts", type=Path, default=None,
                         help="JSONL file, one {\"prompt\": ...} per line (default: generate --num-prompts)")
     parser.add_argument("--num-prompts", type=cli.positive_int, default=256, help="prompts to generate")
@@ -33,7 +30,7 @@ def main() -> None:
     parser.add_argument("--stop-at-eos", action="store_true",
                         help="end each answer at end-of-sequence (up to --max-tokens), not at --max-tokens")
     parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
+    parser.add_argument("--dtype", choices=llm_workload.DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion accepted (at most the model's context)")
     parser.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV cache size on a CPU (GiB)")
@@ -54,7 +51,7 @@ def main() -> None:
     print(f"{len(prompt_rows)} prompts x {args.max_tokens} tokens with {models.display_name(model_name)} "
           "(plain vLLM, no Ray)", flush=True)
     with cli.Timer() as timer:  # engine start included, as in the pair
-        engine = LLM(model=model_name, **engine_kwargs(args))
+        engine = LLM(model=model_name, **llm_workload.engine_kwargs(args))
         sampling = SamplingParams(temperature=0.0, max_tokens=args.max_tokens,
                                   min_tokens=0 if args.stop_at_eos else args.max_tokens)
         outputs = engine.chat([llm_workload.chat_messages(r["prompt"]) for r in prompt_rows], sampling,

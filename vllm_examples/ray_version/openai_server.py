@@ -7,13 +7,12 @@ terminal with vllm_examples/openai_client.py (vllm_examples/README.md). With --s
 itself, writes result.json and exits (workshop/self_test.py).
 
 Needs vLLM (CPU: `pip install --no-deps -r requirements-vllm.txt`; GPU: see vllm_examples/README.md).
-Diff it with its twin to see the Ray changes (the numbered comments are explained in vllm_examples/README.md):
-
-    diff -u vllm_examples/baseline/openai_server.py vllm_examples/ray_version/openai_server.py
+Read it beside its baseline, vllm_examples/baseline/openai_server.py: most of that file is a hand-written OpenAI
+layer, which this one replaces with configuration. vllm_examples/README.md has a table from each hand-written
+part to what replaces it here, and explains the numbered comments.
 """
 
 from __future__ import annotations
-
 
 import ray
 from ray import serve
@@ -21,18 +20,6 @@ from ray import serve
 from workshop import cli, llm_workload, models, ray_connect, self_test, serve_client
 
 APP_NAME = "llm"
-DTYPES = ("bfloat16", "float16", "float32")
-
-
-def engine_kwargs(args) -> dict:
-    """vLLM's own engine arguments (the benchmarks run `vllm serve` with the same ones)."""
-    return {
-        "dtype": args.dtype, "max_model_len": args.max_model_len, "seed": args.seed,
-        "tensor_parallel_size": args.tensor_parallel_size,  # GPUs that share one engine (one model copy)
-        "enforce_eager": not args.use_gpu,  # CPU: no graph capture or compilation, a faster start
-        # CPU: an explicit KV cache size (vLLM would otherwise take most of the RAM); a GPU sizes its own
-        "kv_cache_memory_bytes": None if args.use_gpu else int(args.kv_cache_gib * 2**30),
-    }
 
 
 def build_app(model_name: str, args):
@@ -43,10 +30,10 @@ def build_app(model_name: str, args):
 
     llm_config = LLMConfig(  # [1] one model: where it comes from, the engine, the hardware, the replicas
         model_loading_config={"model_id": models.display_name(model_name), "model_source": model_name},
-        engine_kwargs=engine_kwargs(args),
-        # [2] without this, each replica asks Ray for a GPU and, on a CPU-only cluster, never starts
+        engine_kwargs=llm_workload.engine_kwargs(args),  # vLLM's own arguments
+        # [1] without this, each replica asks Ray for a GPU and, on a CPU-only cluster, never starts
         accelerator_config={"kind": "gpu" if args.use_gpu else "cpu"},
-        deployment_config={  # [3] Serve options of the model deployment: autoscaling on requests in flight
+        deployment_config={  # [2] Serve options of the model deployment: autoscaling on requests in flight
             "autoscaling_config": {
                 "min_replicas": args.min_replicas, "max_replicas": args.max_replicas,
                 "target_ongoing_requests": 16,  # add a replica when each has more than 16 requests in flight
@@ -56,7 +43,7 @@ def build_app(model_name: str, args):
             "ray_actor_options": {"num_cpus": 0.25},
         },
     )
-    return build_openai_app({  # [4] the OpenAI routes, errors and streaming, in front of the model deployment
+    return build_openai_app({  # [3] the OpenAI routes, errors and streaming, in front of the model deployment
         "llm_configs": [llm_config],
         "ingress_deployment_config": {"ray_actor_options": {"num_cpus": 0.25}},  # fits on a 2-CPU laptop too
     })
@@ -64,14 +51,14 @@ def build_app(model_name: str, args):
 
 def start_server(port: int, model_name: str, args) -> None:
     """Start Serve's HTTP proxy on 127.0.0.1:port and deploy the app; it serves until stop_server()."""
-    # [5] HTTP options are cluster-wide and set before the first app; one proxy, on the head node
+    # [4] HTTP options are cluster-wide and set before the first app; one proxy, on the head node
     serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
     serve.run(build_app(model_name, args), name=APP_NAME, route_prefix="/")  # returns once the model is up
 
 
 def stop_server() -> None:
-    serve.delete(APP_NAME)  # [6] remove this app and its replicas (not other apps of a shared cluster)
-    if not serve.status().applications:  # [6] nothing else deployed: stop Serve's proxy too, freeing the port
+    serve.delete(APP_NAME)  # [4] remove this app and its replicas (not other apps of a shared cluster)
+    if not serve.status().applications:  # nothing else deployed: stop Serve's proxy too, freeing the port
         serve.shutdown()
 
 
@@ -80,7 +67,7 @@ def main() -> None:
     parser.add_argument("--port", type=cli.positive_int, default=None,
                         help="port on 127.0.0.1 (default 8000; with --smoke-test a free port)")
     parser.add_argument("--model", default=None, help=llm_workload.MODEL_HELP)
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype")
+    parser.add_argument("--dtype", choices=llm_workload.DTYPES, default="float32", help="weights and compute dtype")
     parser.add_argument("--max-model-len", type=cli.positive_int, default=2048,
                         help="longest prompt + completion accepted (at most the model's context)")
     parser.add_argument("--use-gpu", action="store_true", help="one GPU per replica (CUDA vllm package)")
@@ -95,7 +82,6 @@ def main() -> None:
                         help="self-test: send this many requests, report, shut down (benchmark mode)")
     parser.add_argument("--concurrency", type=cli.positive_int, default=16, help="self-test load concurrency")
     parser.add_argument("--max-tokens", type=cli.positive_int, default=64, help="self-test tokens per answer")
-    parser.add_argument("--trace", type=cli.trace_file, metavar="FILE", help="write a Ray timeline")
     parser.add_argument("--verbose", action="store_true", help="vLLM's and Ray's log lines on the console")
     args = parser.parse_args()
     llm_workload.apply_smoke_defaults(parser, args, load_requests=8, concurrency=4, max_tokens=8,
@@ -113,11 +99,8 @@ def main() -> None:
     llm_workload.check_context(model_name, args.max_model_len)
     cli.prepare_output(args.output)
 
-    ray_connect.preflight()  # one clear line in seconds, not a traceback or a long wait, if the cluster is unreachable
-    ray.init(log_to_driver=args.verbose)  # [7] start or join a Ray cluster (RAY_ADDRESS); engine logs to Ray's log files
-    ray_connect.require_resources(1)
-    if args.use_gpu:
-        ray_connect.require_resources(args.tensor_parallel_size, "GPU")
+    ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
+    ray.init(log_to_driver=args.verbose)  # [5] start or join a Ray cluster (RAY_ADDRESS); engine logs to Ray's log files
     print(f"Loading {models.display_name(model_name)} ...", flush=True)
     try:
         try:
@@ -126,8 +109,6 @@ def main() -> None:
             cli.fail(f"the LLM app did not start: {str(exc).strip().splitlines()[-1][:300]}")
         report = self_test.serve(args, base_url, llm_workload.ready_request(base_url, model_name),
                                  llm_workload.client_command(base_url, args))
-        if args.trace:  # [8] every task and actor call of this job, as a timeline for Perfetto
-            ray.timeline(filename=str(args.trace))
     finally:
         stop_server()
     if report:
