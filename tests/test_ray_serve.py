@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from helpers import ROOT, base_env, last_line, load_script, run, Terminal
+from helpers import ROOT, Terminal, base_env, last_line, load_script, run
 from tools.tour import SIDES
 from workshop import serve_client, text_model
 
@@ -350,3 +350,19 @@ def test_config_file_names_importable_targets():
             assert scaling["min_replicas"] <= scaling["max_replicas"] and scaling["target_ongoing_requests"] > 0
             assert deployment["max_ongoing_requests"] > 32, "must exceed @serve.batch's max_batch_size"
     assert app["deployments"][2]["user_config"] == {"default_model": "v1"}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("side", SIDES)
+def test_a_server_copied_without_its_client_says_so_in_one_line_before_it_starts(side, tmp_path):
+    """A learner copies the server and workshop/ into a project of their own, but not load_test.py: the
+    self-test (--smoke-test) says what is missing in one line, before any server or Ray starts."""
+    import shutil
+
+    shutil.copy2(ROOT / SERVER.format(side=side), tmp_path / "server.py")
+    shutil.copytree(ROOT / "workshop", tmp_path / "workshop", ignore=shutil.ignore_patterns("__pycache__"))
+    proc = run(tmp_path / "server.py", "--smoke-test", "--output", tmp_path / "out", cwd=tmp_path, timeout=100)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "the self-test needs load_test.py next to this script" in last_line(proc.stderr)
+    assert "Traceback" not in proc.stderr and "Started a local Ray" not in proc.stderr
+    assert not (tmp_path / "out" / "result.json").exists()

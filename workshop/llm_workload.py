@@ -24,7 +24,7 @@ import json
 import random
 from pathlib import Path
 
-from workshop import cli, models
+from workshop import cli, models, self_test
 
 DTYPES = ("bfloat16", "float16", "float32")  # --dtype
 MODEL_HELP = ("a model folder (what save_pretrained writes) or a hub id; default: the packaged "
@@ -143,9 +143,13 @@ def ready_request(base_url: str, model_name: str) -> tuple[str, dict]:
 
 
 def client_command(base_url: str, args) -> list[str]:
-    """The servers' self-test client (workshop/self_test.py): openai_client.py's API check and load test."""
-    return ["openai_client.py", "--base-url", base_url, "--check", "--load", "--requests", str(args.load_requests),
-            "--concurrency", str(args.concurrency), "--max-tokens", str(args.max_tokens), "--seed", str(args.seed)]
+    """The servers' self-test client (workshop/self_test.py): openai_client.py's API check and load test (none
+    without --load-requests). Called before the server starts: a missing client is one line at once."""
+    if args.load_requests is None:
+        return []
+    return [str(self_test.find_client("openai_client.py")), "--base-url", base_url, "--check", "--load",
+            "--requests", str(args.load_requests), "--concurrency", str(args.concurrency),
+            "--max-tokens", str(args.max_tokens), "--seed", str(args.seed)]
 
 
 def write_self_test_result(args, report: dict, model_name: str) -> None:

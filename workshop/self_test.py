@@ -1,6 +1,7 @@
 """What the four servers share after their server has started: serve until Ctrl-C, or run the self-test.
 
-A server script calls `serve(args, url, ready, client)` once it has started its server. It waits until
+A server script finds its client before it starts its server (`find_client`, through the module's helper that
+builds the client's command line), then calls `serve(args, url, ready, client)` once the server has started. It waits until
 `ready` answers 200 (a GET of a URL, or a POST of (URL, JSON body): the LLM servers send one completion, so
 that "Serving" means a request has gone through the model). Without --load-requests it then says where it
 serves and waits for Ctrl-C. With it (--smoke-test sets it), it runs the module's client
@@ -73,7 +74,7 @@ def serve(args: argparse.Namespace, url: str, ready: str | tuple[str, dict], cli
     print(f"Serving on {url}; up in {startup:.1f} s", flush=True)
     with tempfile.TemporaryDirectory() as tmp, cli.Timer() as timer:
         report_path = Path(tmp) / "report.json"
-        command = [sys.executable, str(find_client(client[0])), *client[1:], "--json", str(report_path)]
+        command = [sys.executable, *client, "--json", str(report_path)]
         helpers = str(Path(cli.__file__).resolve().parent.parent)  # the client imports the same workshop/
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [helpers, os.environ.get("PYTHONPATH")]))}
         proc = subprocess.run(command, text=True, check=False, env=env)

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Optional
 
-from workshop import cli, text_api
+from workshop import cli, self_test, text_api
 
 
 def free_port() -> int:
@@ -192,8 +192,11 @@ def format_report(report: dict) -> str:
 
 
 def load_test_command(url: str, args) -> list[str]:
-    """The self-test's client: ray_serve/load_test.py with the server's --load-requests, --concurrency, --seed."""
-    return ["load_test.py", "--url", url, "--requests", str(args.load_requests),
+    """The self-test's client: ray_serve/load_test.py with the server's --load-requests, --concurrency, --seed
+    (none without --load-requests). Called before the server starts: a missing client is one line at once."""
+    if args.load_requests is None:
+        return []
+    return [str(self_test.find_client("load_test.py")), "--url", url, "--requests", str(args.load_requests),
             "--concurrency", str(args.concurrency), "--seed", str(args.seed)]
 
 

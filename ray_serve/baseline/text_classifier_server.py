@@ -102,11 +102,12 @@ def main() -> None:
     if serve_client.port_in_use(port):
         cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
     url = f"http://127.0.0.1:{port}"
+    client = serve_client.load_test_command(url, args)  # the self-test's client, found before the server starts
     cli.prepare_output(args.output)
 
     server = start_server(port, args.default_model)
     try:
-        report = self_test.serve(args, url, f"{url}/healthz", serve_client.load_test_command(url, args))
+        report = self_test.serve(args, url, f"{url}/healthz", client)
     finally:
         stop_server(server)
     if report:

@@ -120,13 +120,14 @@ def main() -> None:
     if serve_client.port_in_use(port):
         cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
     url = f"http://127.0.0.1:{port}"
+    client = serve_client.load_test_command(url, args)  # the self-test's client, found before the server starts
     cli.prepare_output(args.output)
 
     ray_connect.preflight()  # not Ray: one line, not a long wait, if RAY_ADDRESS or the token is wrong
     ray.init()  # [8] start or join a Ray cluster (RAY_ADDRESS), as every workshop script does
     try:
         start_server(port, args.default_model)
-        report = self_test.serve(args, url, f"{url}/healthz", serve_client.load_test_command(url, args))
+        report = self_test.serve(args, url, f"{url}/healthz", client)
     finally:
         stop_server()
     if report:

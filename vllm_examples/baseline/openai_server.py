@@ -316,6 +316,7 @@ def main() -> None:
     if serve_client.port_in_use(port):
         cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
     base_url = f"http://127.0.0.1:{port}/v1"
+    client = llm_workload.client_command(base_url, args)  # the self-test's client, found before the server starts
     model_name = models.resolve_llm(args.model)  # the packaged SmolLM2 folder, or a checked --model
     llm_workload.check_context(model_name, args.max_model_len)
     cli.prepare_output(args.output)
@@ -326,8 +327,7 @@ def main() -> None:
     except (OSError, ValueError) as exc:  # e.g. weights that do not match the config
         cli.fail(f"cannot load model {model_name}: {str(exc).strip().splitlines()[0][:300]}")
     try:
-        report = self_test.serve(args, base_url, llm_workload.ready_request(base_url, model_name),
-                                 llm_workload.client_command(base_url, args))
+        report = self_test.serve(args, base_url, llm_workload.ready_request(base_url, model_name), client)
     finally:
         stop_server(server)
     if report:

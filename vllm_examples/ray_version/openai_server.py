@@ -95,6 +95,7 @@ def main() -> None:
     if serve_client.port_in_use(port):
         cli.fail(f"port {port} is already in use on 127.0.0.1; stop the program using it or pass --port")
     base_url = f"http://127.0.0.1:{port}/v1"
+    client = llm_workload.client_command(base_url, args)  # the self-test's client, found before the server starts
     model_name = models.resolve_llm(args.model)  # the packaged SmolLM2 folder, or a checked --model
     llm_workload.check_context(model_name, args.max_model_len)
     cli.prepare_output(args.output)
@@ -103,12 +104,12 @@ def main() -> None:
     ray.init(log_to_driver=args.verbose)  # [5] start or join a Ray cluster (RAY_ADDRESS); engine logs to Ray's log files
     print(f"Loading {models.display_name(model_name)} ...", flush=True)
     try:
-        try:
-            start_server(port, model_name, args)
-        except Exception as exc:  # e.g. weights vLLM cannot load (the model was checked above); see the log
-            cli.fail(f"the LLM app did not start: {str(exc).strip().splitlines()[-1][:300]}")
-        report = self_test.serve(args, base_url, llm_workload.ready_request(base_url, model_name),
-                                 llm_workload.client_command(base_url, args))
+        start_server(port, model_name, args)
+    except Exception as exc:  # e.g. weights vLLM cannot load (the model was checked above); see the log
+        stop_server()  # what was deployed of it
+        cli.fail(f"the LLM app did not start: {str(exc).strip().splitlines()[-1][:300]}")
+    try:
+        report = self_test.serve(args, base_url, llm_workload.ready_request(base_url, model_name), client)
     finally:
         stop_server()
     if report:
