@@ -234,7 +234,7 @@ def run_one_job_per_module(env: dict[str, str], dashboard: str, node_cpus: int, 
     assert set(report) == {"cli", "data", "train", "serve", "tune"}
     for name, job in report.items():
         assert job["status"] == "SUCCEEDED", f"{name} job: {job['logs'][-3000:]}"
-        assert read_result(out["core" if name == "cli" else name])["side"] == "ray_version"
+        assert read_result(out["core" if name == "cli" else name])["seconds"] > 0  # written, and complete
     assert "succeeded" in report["cli"]["logs"] and "Work time:" in report["cli"]["logs"]
     baseline = tmp_path / "core_baseline"
     assert run(BOOTSTRAP.format(side="baseline"), "--smoke-test", "--output", baseline).returncode == 0
