@@ -3,7 +3,6 @@ whatever ends the session), a script lifted out of the repository, and reading w
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools import cluster as local_cluster
+from tools import tour
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -215,13 +215,8 @@ def copied_helpers_imported(script: Path) -> bool:
 
 
 def load_script(path: str | Path):
-    """Import a script as a module (its functions, without running main)."""
-    path = ROOT / path
-    spec = importlib.util.spec_from_file_location(f"_script_{path.parent.name}_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # as an import does: pydantic resolves the script's annotations through it
-    spec.loader.exec_module(module)
-    return module
+    """Import a script of this repository (a path from its root) as a module, without running main."""
+    return tour.load_script(ROOT / path)
 
 
 def last_line(text: str) -> str:

@@ -300,6 +300,9 @@ def ray_train_findings(python: str = "3.11") -> str:
     lora = tour_row(report, "ray_train", "finetune_lora")
     row = lambda start: next(r for r in rows if r["label"].startswith(start))  # noqa: E731
     drift = lambda r: f"{r['max_relative_difference']:.1e}" if r["max_relative_difference"] else "0 (bit for bit)"  # noqa: E731
+    from tools.tour import discover
+
+    [spec] = [p.spec for p in discover(["ray_train"]) if p.name == "train_classifier"]
     small, large = row("scaling efficiency (")["speedup"] / 2, row("scaling efficiency at batch")["speedup"] / 2
     return (f"- **Scaling efficiency** (2 workers x 1 thread against 1 process x 1 thread, divided by 2): "
             f"{small:.2f} at the default batch of 256 and {large:.2f} at batch 2,048. Every optimizer step ends in "
@@ -319,9 +322,10 @@ def ray_train_findings(python: str = "3.11") -> str:
             f"- **How far apart the sides end** at this size: the largest relative difference over every epoch's "
             f"losses and the accuracy was {drift(row('2 Ray workers (1 CPU each)'))} with 2 workers and "
             f"{drift(row('1 Ray worker'))} with 1. Two workers add their "
-            "half-batches' gradients in another order than one process; over 3 epochs of 1,250 steps the rounding "
-            "compounds into a slightly different model (`pairs.toml`'s bench rule allows 1e-2), where the smoke "
-            "size's 300 steps stay within 1e-4. One worker takes the baseline's whole batches.\n"
+            "half-batches' gradients in another order than one process; over the benchmark's thousands of steps "
+            f"the rounding compounds into a slightly different model (`pairs.toml`'s bench rule allows "
+            f"{spec['bench_agree']['rel_tol']:g}), where the smoke size's few hundred stay within "
+            f"{spec['agree']['rel_tol']:g}. One worker takes the baseline's whole batches.\n"
             f"- **The LoRA fine-tune** on 2 workers: {lora['speedup']:.2f}x. Each step's 8 reviews are split 4 and 4 "
             "over two processes of one thread each, which on 2 cores is no more compute than one process on two "
             "threads, and each worker loads SmolLM2 itself.")

@@ -74,6 +74,17 @@ class Pair:
         return rows
 
 
+def load_script(path: Path):
+    """Import a script as a module: its functions, without running its main() (the tests, and a benchmark that
+    runs a baseline's main() with one function replaced)."""
+    path = Path(path).resolve()
+    spec = importlib.util.spec_from_file_location(f"_script_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does: pydantic resolves the script's annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
 class PairConfigError(Exception):
     pass
 

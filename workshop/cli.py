@@ -30,9 +30,10 @@ def make_parser(doc: str, script: str) -> argparse.ArgumentParser:
     """
     path = Path(script).resolve()
     side = path.parent.name if path.parent.name in SIDES else None
+    typed = sys.argv[0] if Path(sys.argv[0]).name == path.name else path.name  # the path as it was run
     parser = argparse.ArgumentParser(
         description=doc.strip().splitlines()[0],
-        epilog=f"Example: python {path.name} --smoke-test",
+        epilog=f"Example: python {typed} --smoke-test",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(

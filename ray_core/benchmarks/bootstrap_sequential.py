@@ -9,25 +9,20 @@ the strongest way without Ray (the Pool) and this row still has its reference.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tools/ (run as `python ray_core/benchmarks/bootstrap_sequential.py`)
+from tools.tour import load_script  # noqa: E402
+
 BASELINE = Path(__file__).resolve().parents[1] / "baseline" / "bootstrap_auc.py"
 
 
-def load_baseline():
-    spec = importlib.util.spec_from_file_location("bootstrap_auc", BASELINE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> None:
-    baseline = load_baseline()
+    baseline = load_script(BASELINE)
 
     def run_bootstrap(scores, labels, seed, replicates, sample_size):
         return [baseline.bootstrap_replicate(scores, labels, seed, replicate, sample_size)

@@ -10,35 +10,31 @@ how much of a search's gain is the sampler and early stopping, which need no Ray
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
 import optuna
 
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tools/ (run as `python ray_tune/benchmarks/random_search.py`)
+from tools.tour import load_script  # noqa: E402
+
 BASELINE = Path(__file__).resolve().parents[1] / "baseline" / "tune_mlp.py"
 
 
-def load_baseline():
-    spec = importlib.util.spec_from_file_location("tune_mlp", BASELINE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> None:
-    seed = argparse.ArgumentParser(add_help=False)
-    seed.add_argument("--seed", type=int, default=0)
-    known, _ = seed.parse_known_args()
+    peek = argparse.ArgumentParser(add_help=False)  # --seed for the sampler; the baseline's parser checks it
+    peek.add_argument("--seed", default="0")
+    text = peek.parse_known_args()[0].seed
+    seed = int(text) if text.lstrip("-").isdigit() else 0
     create_study = optuna.create_study
 
     def random_study(**kwargs):  # the baseline's study, with random draws and every trial to its last epoch
-        return create_study(**{**kwargs, "sampler": optuna.samplers.RandomSampler(known.seed),
+        return create_study(**{**kwargs, "sampler": optuna.samplers.RandomSampler(seed),
                                "pruner": optuna.pruners.NopPruner()})
 
     optuna.create_study = random_study  # in this process only: the baseline calls it as optuna.create_study
-    load_baseline().main()
+    load_script(BASELINE).main()
 
 if __name__ == "__main__":
     main()
